@@ -1,0 +1,372 @@
+//! Configuration (serde; YAML or JSON). Every field has a documented default; `validate`
+//! refuses settings that would weaken verification or can never work.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::algorithm::SigningAlgorithm;
+use crate::verify::TokenRules;
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("consent configuration invalid: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(msg: &str) -> ConfigError {
+    ConfigError(msg.to_owned())
+}
+
+/// The consent section of the gateway configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// Required `iss` of consent tokens.
+    pub issuer: String,
+    /// `aud` that consent tokens must contain (this gateway's name).
+    pub audience: String,
+    /// Accepted algorithms. Default: RS256, PS256, ES256, EdDSA.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<SigningAlgorithm>,
+    /// Allowed clock skew on `exp`, `nbf`, `iat`. Default `30s`.
+    #[serde(default = "default_leeway", with = "duration")]
+    pub leeway: Duration,
+    /// Largest token accepted, in bytes. Default 8192.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// The issuer's JWKS.
+    pub keys: KeySourceConfig,
+    /// Revocation list; without it only signature and time are checked.
+    #[serde(default)]
+    pub revocation: Option<RevocationSourceConfig>,
+    /// Verified-token cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// Where the JWKS comes from and how it is kept fresh.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySourceConfig {
+    /// A JWKS file (watched, and polled every `refresh_interval`). Exactly one of `file`, `url`.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// A JWKS URL (`https://…/jwks.json`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Reload interval. Default `5m`.
+    #[serde(default = "default_key_refresh", with = "duration")]
+    pub refresh_interval: Duration,
+    /// Minimum time between reloads triggered by an unknown `kid`. Default `10s`.
+    #[serde(default = "default_unknown_kid", with = "duration")]
+    pub unknown_kid_min_interval: Duration,
+    /// How long the last good key set is used while the source fails. Default `1h`.
+    #[serde(default = "default_key_staleness", with = "duration")]
+    pub max_staleness: Duration,
+    /// HTTP request timeout. Default `5s`.
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+/// Where the revocation list comes from and how it is kept fresh.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSourceConfig {
+    /// A revocation file (watched, plus polled every `poll_interval`).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// A revocation URL (polled every `refresh_interval`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Poll interval for a file, as a fallback to the watcher. Default `250ms`.
+    #[serde(default = "default_file_poll", with = "duration")]
+    pub poll_interval: Duration,
+    /// Watch a file source for changes (inotify and the like) besides polling. Default
+    /// true; turn off where watch events are unreliable or limited.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Poll interval for a URL. Default `1s`.
+    #[serde(default = "default_url_poll", with = "duration")]
+    pub refresh_interval: Duration,
+    /// How long the last good list is used while the source fails; after that every
+    /// consent check fails closed. Default `60s`.
+    #[serde(default = "default_revocation_staleness", with = "duration")]
+    pub max_staleness: Duration,
+    /// HTTP request timeout. Default `2s`.
+    #[serde(default = "default_short_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+/// Cache sizes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Verified tokens kept (by SHA-256 of the token). Default 100 000; 0 disables.
+    pub verified_tokens: u64,
+    /// Upper bound on how long a verified token stays cached (never beyond its `exp`).
+    /// Default `10m`.
+    #[serde(with = "duration")]
+    pub max_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            verified_tokens: 100_000,
+            max_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+fn default_algorithms() -> Vec<SigningAlgorithm> {
+    use SigningAlgorithm::*;
+    vec![RS256, PS256, ES256, EdDSA]
+}
+fn default_true() -> bool {
+    true
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_token_bytes() -> usize {
+    8 * 1024
+}
+fn default_key_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_unknown_kid() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_key_staleness() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_short_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_file_poll() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_url_poll() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_revocation_staleness() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl KeySourceConfig {
+    /// A file key source with default timings.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        KeySourceConfig {
+            file: Some(path.into()),
+            url: None,
+            refresh_interval: default_key_refresh(),
+            unknown_kid_min_interval: default_unknown_kid(),
+            max_staleness: default_key_staleness(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+impl RevocationSourceConfig {
+    /// A file revocation source with default timings.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        RevocationSourceConfig {
+            file: Some(path.into()),
+            url: None,
+            poll_interval: default_file_poll(),
+            watch: true,
+            refresh_interval: default_url_poll(),
+            max_staleness: default_revocation_staleness(),
+            timeout: default_short_timeout(),
+        }
+    }
+}
+
+impl ConsentConfig {
+    /// A configuration with defaults for everything but issuer, audience and keys.
+    pub fn new(issuer: &str, audience: &str, keys: KeySourceConfig) -> Self {
+        ConsentConfig {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            algorithms: default_algorithms(),
+            leeway: default_leeway(),
+            max_token_bytes: default_max_token_bytes(),
+            keys,
+            revocation: None,
+            cache: CacheConfig::default(),
+        }
+    }
+
+    /// Refuses configurations that are unsafe or cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.issuer.trim().is_empty() {
+            return Err(bad("issuer is empty"));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(bad("audience is empty"));
+        }
+        if self.algorithms.is_empty() {
+            return Err(bad("algorithms is empty"));
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err(bad("leeway above 5m weakens expiry; use at most 300s"));
+        }
+        if !(256..=64 * 1024).contains(&self.max_token_bytes) {
+            return Err(bad("max_token_bytes must be between 256 and 65536"));
+        }
+        let k = &self.keys;
+        one_location(&k.file, &k.url, "keys")?;
+        if k.refresh_interval.is_zero()
+            || k.unknown_kid_min_interval.is_zero()
+            || k.timeout.is_zero()
+        {
+            return Err(bad("keys: intervals and timeout must be positive"));
+        }
+        if k.max_staleness < k.refresh_interval {
+            return Err(bad("keys: max_staleness must be at least refresh_interval"));
+        }
+        if let Some(r) = &self.revocation {
+            one_location(&r.file, &r.url, "revocation")?;
+            if r.poll_interval.is_zero() || r.refresh_interval.is_zero() || r.timeout.is_zero() {
+                return Err(bad("revocation: intervals and timeout must be positive"));
+            }
+            let interval = if r.file.is_some() {
+                r.poll_interval
+            } else {
+                r.refresh_interval
+            };
+            if r.max_staleness < interval {
+                return Err(bad(
+                    "revocation: max_staleness must be at least the poll interval",
+                ));
+            }
+        }
+        if self.cache.max_ttl.is_zero() && self.cache.verified_tokens > 0 {
+            return Err(bad(
+                "cache: max_ttl must be positive when the cache is enabled",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The verification rules this configuration sets.
+    pub fn token_rules(&self) -> TokenRules {
+        TokenRules {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            algorithms: self.algorithms.clone(),
+            leeway_secs: self.leeway.as_secs(),
+            max_token_bytes: self.max_token_bytes,
+        }
+    }
+}
+
+fn one_location(
+    file: &Option<PathBuf>,
+    url: &Option<String>,
+    what: &str,
+) -> Result<(), ConfigError> {
+    match (file, url) {
+        (Some(_), None) => Ok(()),
+        (None, Some(u)) if u.starts_with("https://") || u.starts_with("http://") => Ok(()),
+        (None, Some(_)) => Err(ConfigError(format!(
+            "{what}: url must be http:// or https://"
+        ))),
+        _ => Err(ConfigError(format!("{what}: set exactly one of file, url"))),
+    }
+}
+
+/// Durations as `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+pub(crate) mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(crate) fn parse(s: &str) -> Option<Duration> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        Some(match unit.trim() {
+            "ms" => Duration::from_millis(n),
+            "" | "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => parse(&t).ok_or_else(|| {
+                serde::de::Error::custom("duration must look like 250ms, 30s, 5m or 1h")
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn base() -> ConsentConfig {
+        ConsentConfig::new("https://cmp", "discreet", KeySourceConfig::file("/k.json"))
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(duration::parse("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(duration::parse("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(duration::parse("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(duration::parse("7"), Some(Duration::from_secs(7)));
+        assert_eq!(duration::parse("5 parsecs"), None);
+        assert_eq!(duration::parse(""), None);
+    }
+
+    #[test]
+    fn defaults_validate() {
+        assert_eq!(base().validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejections() {
+        let cases: Vec<fn(&mut ConsentConfig)> = vec![
+            |c| c.issuer = " ".into(),
+            |c| c.audience = String::new(),
+            |c| c.algorithms.clear(),
+            |c| c.leeway = Duration::from_secs(3600),
+            |c| c.max_token_bytes = 10,
+            |c| c.keys.url = Some("https://x".into()),
+            |c| c.keys.file = None,
+            |c| c.keys.max_staleness = Duration::from_secs(1),
+            |c| c.keys.unknown_kid_min_interval = Duration::ZERO,
+            |c| {
+                let mut r = RevocationSourceConfig::file("/r");
+                r.url = Some("ftp://x".into());
+                c.revocation = Some(r);
+            },
+            |c| {
+                let mut r = RevocationSourceConfig::file("/r");
+                r.max_staleness = Duration::from_millis(1);
+                c.revocation = Some(r);
+            },
+        ];
+        for (i, mutate) in cases.into_iter().enumerate() {
+            let mut c = base();
+            mutate(&mut c);
+            assert!(c.validate().is_err(), "case {i} should be refused");
+        }
+    }
+}

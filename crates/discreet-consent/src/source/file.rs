@@ -1,0 +1,59 @@
+//! A document in a file, re-read when the file system reports a change and on a poll.
+//!
+//! Kubernetes ConfigMap and Secret mounts replace files by swapping a `..data` symlink in
+//! the directory, so the watch is on the parent directory, and a poll catches anything the
+//! watcher misses (network file systems, overlay quirks).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::Notify;
+
+use super::{MAX_DOCUMENT_BYTES, SourceError};
+
+/// A file source.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    path: PathBuf,
+}
+
+impl FileSource {
+    /// A source reading `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileSource { path: path.into() }
+    }
+
+    /// The path read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) async fn fetch(&self) -> Result<Vec<u8>, SourceError> {
+        let bytes = tokio::fs::read(&self.path)
+            .await
+            .map_err(|e| SourceError::File(e.kind().to_string()))?;
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(SourceError::TooLarge);
+        }
+        Ok(bytes)
+    }
+
+    /// Starts a watcher on the file's directory that wakes `changed` on any event. Returns
+    /// `None` if the platform watcher cannot start; polling still works then.
+    pub(crate) fn watch(&self, changed: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    changed.notify_one();
+                }
+            })
+            .ok()?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive).ok()?;
+        Some(watcher)
+    }
+}

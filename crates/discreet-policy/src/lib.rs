@@ -1,0 +1,33 @@
+//! The Discreet policy: which purposes exist, who may declare them, and what each purpose
+//! may see of a record.
+//!
+//! A policy is a YAML document ([`Policy::parse`]). It is validated against the vocabulary
+//! (fideslang categories and purposes plus the policy's own) and against the schema, with
+//! diagnostics that name the file, line and problem. A valid policy compiles, for a
+//! (message type, purpose, grant) triple, into a [`PurposePlan`]: record guards plus
+//! [`discreet_redact::RedactionPlan`]s that the rewriter applies without looking anything
+//! up by name. [`Policy::explain`] tells, for every field path, the action and the rule
+//! that chose it, from the very same decision function the compiler uses.
+//!
+//! Pure logic: no I/O, no async.
+#![forbid(unsafe_code)]
+
+mod action;
+mod compile;
+mod decide;
+mod diagnostic;
+mod document;
+mod duration;
+mod jurisdiction;
+mod policy;
+mod validate;
+mod vocabulary;
+
+pub use action::Action;
+pub use compile::{PurposePlan, RecordOutcome, Refusal, role_path};
+pub use decide::{Because, FieldDecision};
+pub use diagnostic::{Diagnostic, Severity};
+pub use duration::parse_duration;
+pub use jurisdiction::jurisdiction_chain;
+pub use policy::{AccessDenial, ConsentGrant, Explanation, LegalBasis, Policy, Purpose, Rule};
+pub use vocabulary::{Vocabulary, VocabularyEntry};
