@@ -1,6 +1,7 @@
 //! `discreet`: the gateway's command line.
 #![forbid(unsafe_code)]
 
+mod dev_tokens;
 mod policy_cmd;
 mod schema_args;
 
@@ -22,12 +23,24 @@ enum Command {
     /// Check and explain policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Development signing keys for consent tokens.
+    #[command(subcommand)]
+    Keys(dev_tokens::KeysCommand),
+    /// Mint development consent tokens.
+    #[command(subcommand)]
+    Token(dev_tokens::TokenCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Keys(cmd) => dev_tokens::run_keys(cmd)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
+        Command::Token(cmd) => dev_tokens::run_token(cmd)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(code) => code,

@@ -74,7 +74,7 @@ impl Action {
 
     /// The rewriter's transform for this action, with the purpose's pseudonym key.
     /// `None` for keep and drop.
-    pub(crate) fn transform(&self, key: &PseudonymKey) -> Option<Transform> {
+    pub fn transform(&self, key: &PseudonymKey) -> Option<Transform> {
         Some(match self {
             Action::Keep | Action::Drop => return None,
             Action::MaskShowLast(n) => Transform::MaskShowLast(*n),

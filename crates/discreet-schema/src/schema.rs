@@ -376,7 +376,8 @@ message Customer {
 }"#,
         )
         .unwrap();
-        let schema = Schema::from_protos(&[dir.join("shop.proto")], std::slice::from_ref(&dir)).unwrap();
+        let schema =
+            Schema::from_protos(&[dir.join("shop.proto")], std::slice::from_ref(&dir)).unwrap();
         let customer = schema.message("shop.v1.Customer").unwrap();
         let unlabelled = schema.unlabelled_fields(&customer);
         assert_eq!(unlabelled.len(), 1);
