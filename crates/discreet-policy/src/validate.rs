@@ -79,55 +79,61 @@ pub(crate) fn load(file: &Path, text: &str, schema: &Schema) -> Result<Policy, V
     })
 }
 
+/// Which list of the vocabulary an added entry goes to.
+#[derive(Clone, Copy)]
+enum EntryKind {
+    Category,
+    Purpose,
+}
+
 fn extend_vocabulary(doc: &PolicyDoc, vocabulary: &mut Vocabulary, diags: &mut Diagnostics) {
-    for entry in &doc.vocabulary.categories {
-        let e = &entry.value;
-        if vocabulary.category(&e.key).is_some() {
-            diags.error(
-                &entry.referenced,
-                format!("category {} is already in the vocabulary", e.key),
-            );
-            continue;
+    let lists = [
+        (EntryKind::Category, &doc.vocabulary.categories),
+        (EntryKind::Purpose, &doc.vocabulary.purposes),
+    ];
+    for (kind, entries) in lists {
+        let noun = match kind {
+            EntryKind::Category => "category",
+            EntryKind::Purpose => "purpose",
+        };
+        for entry in entries {
+            let e = &entry.value;
+            let known = |v: &Vocabulary, key: &str| match kind {
+                EntryKind::Category => v.category(key).is_some(),
+                EntryKind::Purpose => v.purpose(key).is_some(),
+            };
+            if known(vocabulary, &e.key) {
+                diags.error(
+                    &entry.referenced,
+                    format!("{noun} {} is already in the vocabulary", e.key),
+                );
+                continue;
+            }
+            if let Some(parent) = &e.parent
+                && !known(vocabulary, parent)
+            {
+                diags.error(
+                    &entry.referenced,
+                    format!(
+                        "parent {noun} {parent} of {} is not in the vocabulary",
+                        e.key
+                    ),
+                );
+            }
+            let added = VocabularyEntry {
+                key: e.key.clone(),
+                parent: e.parent.clone(),
+                name: e.key.clone(),
+                description: e.description.clone(),
+                deprecated: None,
+                replaced_by: None,
+                special: matches!(kind, EntryKind::Category) && e.special,
+            };
+            match kind {
+                EntryKind::Category => vocabulary.add_category(added),
+                EntryKind::Purpose => vocabulary.add_purpose(added),
+            }
         }
-        if let Some(parent) = &e.parent
-            && vocabulary.category(parent).is_none()
-        {
-            diags.error(
-                &entry.referenced,
-                format!(
-                    "parent category {parent} of {} is not in the vocabulary",
-                    e.key
-                ),
-            );
-        }
-        vocabulary.add_category(VocabularyEntry {
-            key: e.key.clone(),
-            parent: e.parent.clone(),
-            name: e.key.clone(),
-            description: e.description.clone(),
-            deprecated: None,
-            replaced_by: None,
-            special: e.special,
-        });
-    }
-    for entry in &doc.vocabulary.purposes {
-        let e = &entry.value;
-        if vocabulary.purpose(&e.key).is_some() {
-            diags.error(
-                &entry.referenced,
-                format!("purpose {} is already in the vocabulary", e.key),
-            );
-            continue;
-        }
-        vocabulary.add_purpose(VocabularyEntry {
-            key: e.key.clone(),
-            parent: e.parent.clone(),
-            name: e.key.clone(),
-            description: e.description.clone(),
-            deprecated: None,
-            replaced_by: None,
-            special: false,
-        });
     }
 }
 

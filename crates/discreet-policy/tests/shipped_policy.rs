@@ -368,3 +368,25 @@ fn validation_errors_name_the_line_and_the_problem() {
     let errs = parse("version: t\npurposes: {}\nsurprise: 1\n").unwrap_err();
     assert_eq!(errs[0].line, 3, "{errs:?}");
 }
+
+#[test]
+fn a_policy_may_add_categories_and_purposes_to_the_vocabulary() {
+    let text = "version: t\nvocabulary:\n  purposes:\n    - { key: personalize.loyalty, parent: personalize }\n    - { key: personalize, parent: null }\n  categories:\n    - { key: user.behavior.loyalty, parent: user.nowhere }\npurposes:\n  personalize.loyalty:\n    legal_basis: contract\n    callers: [\"*\"]\n    minimum_age: {}\n    rules:\n      - { category: user.behavior, action: keep }\n";
+    let errs = parse(text).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|d| d.line == 5 && d.message.contains("purpose personalize is already")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|d| d.line == 7 && d.message.contains("parent category user.nowhere")),
+        "{errs:?}"
+    );
+    let ok = parse(
+        &text
+            .replace("    - { key: personalize, parent: null }\n", "")
+            .replace("user.nowhere", "user.behavior"),
+    );
+    assert!(ok.unwrap().purpose("personalize.loyalty").is_some());
+}
