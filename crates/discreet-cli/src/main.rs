@@ -2,8 +2,12 @@
 #![forbid(unsafe_code)]
 
 mod dev_tokens;
+mod personas;
 mod policy_cmd;
+mod policy_diff;
+mod policy_test;
 mod schema_args;
+mod schema_cmd;
 
 use std::process::ExitCode;
 
@@ -23,6 +27,9 @@ enum Command {
     /// Check and explain policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Check a store's schema labels.
+    #[command(subcommand)]
+    Schema(schema_cmd::SchemaCommand),
     /// Development signing keys for consent tokens.
     #[command(subcommand)]
     Keys(dev_tokens::KeysCommand),
@@ -35,6 +42,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Schema(cmd) => schema_cmd::run(cmd),
         Command::Keys(cmd) => dev_tokens::run_keys(cmd)
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),

@@ -37,10 +37,68 @@ pub(crate) enum PolicyCommand {
         #[command(flatten)]
         schema: SchemaArgs,
     },
+    /// Run golden test cases (YAML files of cases) against a policy. Exit status 1 if a
+    /// case fails.
+    Test {
+        /// A directory of case files (every .yaml in it), or one case file.
+        #[arg(default_value = "config/policy-tests")]
+        dir: PathBuf,
+        /// The policy under test.
+        #[arg(long, default_value = "config/policy.yaml")]
+        policy: PathBuf,
+        #[command(flatten)]
+        schema: SchemaArgs,
+    },
+    /// Show what changes between two versions of a policy, field by field. Exit status 0
+    /// whether or not anything changed; 2 if either policy does not load.
+    Diff {
+        /// The policy before the change.
+        old: PathBuf,
+        /// The policy after the change.
+        new: PathBuf,
+        /// The message type whose fields are compared.
+        #[arg(long, default_value = "profile.v1.Profile")]
+        message: String,
+        /// Print a JSON array of {purpose, jurisdiction, path, before, after}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        schema: SchemaArgs,
+    },
+    /// Print the JSON Schema of the policy file (for editors; checked in as
+    /// schemas/policy.schema.json).
+    Schema {
+        /// The schema of golden test case files instead (schemas/policy-tests.schema.json).
+        #[arg(long)]
+        tests: bool,
+    },
 }
 
 pub(crate) fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
     match cmd {
+        PolicyCommand::Schema { tests } => {
+            print!(
+                "{}",
+                if tests {
+                    discreet_policy::policy_tests_json_schema()
+                } else {
+                    discreet_policy::policy_json_schema()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test {
+            dir,
+            policy,
+            schema,
+        } => crate::policy_test::run(&policy, &dir, &schema.load()?),
+        PolicyCommand::Diff {
+            old,
+            new,
+            message,
+            json,
+            schema,
+        } => crate::policy_diff::run(&old, &new, &message, json, &schema.load()?),
         PolicyCommand::Check { policy, schema } => {
             let schema = schema.load()?;
             match load(&policy, &schema)? {

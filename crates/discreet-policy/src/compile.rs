@@ -112,8 +112,7 @@ impl PurposePlan {
     }
 
     /// Applies the guards and, if the record may be released, appends its rewrite to
-    /// `out`. On error or refusal nothing is appended that may be released: the caller
-    /// must discard `out` beyond its length before the call on `Err`.
+    /// `out`. On a refusal or an error nothing is appended.
     pub fn apply(
         &self,
         input: &[u8],
@@ -141,7 +140,12 @@ impl PurposePlan {
                 Some(_) => {}
             }
         }
-        rewrite(self.plan_for(jurisdiction), input, now_unix, out, report)?;
+        let mark = out.len();
+        if let Err(e) = rewrite(self.plan_for(jurisdiction), input, now_unix, out, report) {
+            // A partial rewrite must never reach anyone: take it back here, not in callers.
+            out.truncate(mark);
+            return Err(e);
+        }
         Ok(RecordOutcome::Released)
     }
 }

@@ -16,9 +16,13 @@ mod action;
 mod compile;
 mod decide;
 mod diagnostic;
+mod diff;
 mod document;
 mod duration;
+mod golden;
+mod json_schema;
 mod jurisdiction;
+mod lint;
 mod policy;
 mod validate;
 mod vocabulary;
@@ -27,7 +31,14 @@ pub use action::Action;
 pub use compile::{PurposePlan, RecordOutcome, Refusal, role_path};
 pub use decide::{Because, FieldDecision};
 pub use diagnostic::{Diagnostic, Severity};
+pub use diff::{PolicyChange, diff_policies};
 pub use duration::parse_duration;
+pub use golden::{
+    Actual, CaseResult, Clock, Expectation, GoldenCase, GoldenFile, GrantDoc, Outcome, RecordRef,
+    run_case,
+};
+pub use json_schema::{policy_json_schema, policy_tests_json_schema};
 pub use jurisdiction::jurisdiction_chain;
+pub use lint::{LintFinding, LintProblem, lint_schema};
 pub use policy::{AccessDenial, ConsentGrant, Explanation, LegalBasis, Policy, Purpose, Rule};
 pub use vocabulary::{Vocabulary, VocabularyEntry};

@@ -390,3 +390,31 @@ fn a_policy_may_add_categories_and_purposes_to_the_vocabulary() {
     );
     assert!(ok.unwrap().purpose("personalize.loyalty").is_some());
 }
+
+#[test]
+fn malformed_input_is_an_error_and_appends_nothing() {
+    let plan = PurposePlan::compile(
+        &POLICY,
+        &SCHEMA,
+        "profile.v1.Profile",
+        "essential.fraud_detection",
+        &ConsentGrant::default(),
+        b"k",
+    )
+    .unwrap();
+    let good = person("1980-01-01", "DE").encode_to_vec();
+    let mut report = RewriteReport::default();
+    // Truncated in the middle of the last field, a lying length, field number 0, a group.
+    let mut lying = good.clone();
+    lying.extend_from_slice(&[0x22, 0xff, 0x01, b'x']);
+    for bad in [
+        good[..good.len() - 3].to_vec(),
+        lying,
+        [&good[..], &[0x00, 0x01]].concat(),
+        [&good[..], &[0x0b]].concat(),
+    ] {
+        let mut out = b"earlier".to_vec();
+        assert!(plan.apply(&bad, NOW, &mut out, &mut report).is_err());
+        assert_eq!(out, b"earlier");
+    }
+}

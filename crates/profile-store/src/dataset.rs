@@ -1,0 +1,294 @@
+//! Deterministic profiles: the same count gives the same records on every machine, so
+//! tests and benchmarks can name subjects and expect fields.
+use std::collections::BTreeMap;
+
+use discreet_proto::profile::v1::{
+    Contact, Demographics, Gender, GeoPoint, Inferences, LifeEvent, LoyaltyTier, MaritalStatus,
+    Order, OrderStatus, PersonName, PostalAddress, Preferences, Profile, profile::PaymentMethod,
+};
+use prost_types::Timestamp;
+
+/// The instant the data set is fresh at: 2026-11-18T19:06:40Z. Records are dated relative
+/// to it, so a test with a fixed clock sees the same ages and freshness every time.
+pub const REFERENCE_NOW: i64 = 1_795_000_000;
+const DAY: i64 = 86_400;
+
+/// A named record that exercises one rule of the shipped policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Persona {
+    /// Its subject id in the store.
+    pub subject_id: &'static str,
+    /// What it is for.
+    pub about: &'static str,
+}
+
+/// The personas, first in every data set.
+pub const PERSONAS: [Persona; 6] = [
+    Persona {
+        subject_id: "persona-minor",
+        about: "15 years old, Germany: refused for marketing",
+    },
+    Persona {
+        subject_id: "persona-stale",
+        about: "inferences last confirmed 400 days ago: withheld where freshness is limited",
+    },
+    Persona {
+        subject_id: "persona-pregnancy",
+        about: "a model inferred a pregnancy: never released for marketing",
+    },
+    Persona {
+        subject_id: "persona-ethnicity",
+        about: "declared ethnicity: special category, released only with explicit consent",
+    },
+    Persona {
+        subject_id: "persona-eu",
+        about: "adult resident of France (EU)",
+    },
+    Persona {
+        subject_id: "persona-california",
+        about: "adult resident of California (US-CA)",
+    },
+];
+
+/// Profiles by subject id.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+impl Dataset {
+    /// The personas plus `count` synthetic profiles `u-000001`, `u-000002`, ...
+    #[must_use]
+    pub fn generate(count: usize) -> Dataset {
+        let mut profiles = BTreeMap::new();
+        for p in personas() {
+            profiles.insert(p.subject_id.clone(), p);
+        }
+        for i in 1..=count {
+            let p = synthetic(i as u64);
+            profiles.insert(p.subject_id.clone(), p);
+        }
+        Dataset { profiles }
+    }
+}
+
+/// A small deterministic generator (SplitMix64): no dependency, same output everywhere.
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const FIRST: [&str; 12] = [
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Radia", "Tim",
+    "Frances", "Dennis",
+];
+const LAST: [&str; 10] = [
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Hamilton", "Torvalds",
+    "Perlman", "Allen",
+];
+const PLACES: [(&str, &str, &str, &str, f64, f64); 6] = [
+    ("DE", "Berlin", "BE", "10115", 52.52, 13.40),
+    ("FR", "Paris", "IDF", "75001", 48.86, 2.35),
+    ("US-CA", "San Francisco", "CA", "94103", 37.77, -122.42),
+    ("US", "Austin", "TX", "73301", 30.27, -97.74),
+    ("NL", "Amsterdam", "NH", "1012", 52.37, 4.90),
+    ("GB", "London", "LND", "EC1A", 51.51, -0.13),
+];
+const INTERESTS: [&str; 8] = [
+    "hiking",
+    "cooking",
+    "strollers",
+    "running",
+    "jazz",
+    "gardening",
+    "board games",
+    "cycling",
+];
+const EVENTS: [&str; 4] = ["new_baby", "moved_house", "new_job", "graduation"];
+
+fn at(secs: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: secs,
+        nanos: 0,
+    })
+}
+
+/// The `i`-th synthetic profile: an adult with a full record, fresh data.
+fn synthetic(i: u64) -> Profile {
+    let mut d = Draw(i);
+    let (j, city, region, postal, lat, lon) = PLACES[(d.below(PLACES.len() as u64)) as usize];
+    let first = d.pick(&FIRST);
+    let last = d.pick(&LAST);
+    let year = 1950 + d.below(55);
+    let orders = (0..d.below(4))
+        .map(|n| Order {
+            order_id: format!("o-{i:06}-{n}"),
+            placed_at: at(REFERENCE_NOW - (d.below(700) as i64) * DAY),
+            total_cents: (d.below(50_000) + 500) as i64,
+            currency: "EUR".into(),
+            skus: (0..1 + d.below(3))
+                .map(|k| format!("sku-{}", (i * 7 + k) % 997))
+                .collect(),
+            status: OrderStatus::Delivered as i32,
+        })
+        .collect();
+    Profile {
+        subject_id: format!("u-{i:06}"),
+        username: format!("{}{}", first.to_lowercase(), i),
+        name: Some(PersonName {
+            first: first.into(),
+            last: last.into(),
+            preferred: first.into(),
+        }),
+        contact: Some(Contact {
+            email: format!(
+                "{}.{}{}@example.org",
+                first.to_lowercase(),
+                last.to_lowercase(),
+                i
+            ),
+            phone: format!("+49 30 {:07}", d.below(10_000_000)),
+            address: Some(PostalAddress {
+                street: format!("{} Example Street", 1 + d.below(200)),
+                city: city.into(),
+                region: region.into(),
+                postal_code: postal.into(),
+                country: j.split('-').next().unwrap_or(j).into(),
+            }),
+            updated_at: at(REFERENCE_NOW - (d.below(200) as i64) * DAY),
+        }),
+        demographics: Some(Demographics {
+            birth_date: format!("{year:04}-{:02}-{:02}", 1 + d.below(12), 1 + d.below(28)),
+            gender: Gender::Undisclosed as i32,
+            language: if j.starts_with("US") || j == "GB" {
+                "en"
+            } else {
+                "de"
+            }
+            .into(),
+            marital_status: MaritalStatus::Single as i32,
+            ethnicity: String::new(),
+            religion: String::new(),
+        }),
+        jurisdiction: j.into(),
+        last_location: Some(GeoPoint {
+            latitude: lat + (d.below(1000) as f64) / 10_000.0,
+            longitude: lon + (d.below(1000) as f64) / 10_000.0,
+        }),
+        device_ids: vec![format!("dev-{:012x}", d.next() & 0xffff_ffff_ffff)],
+        ip_address: format!("203.0.113.{}", d.below(255)),
+        orders,
+        marketing_opt_in: [
+            ("email".to_owned(), d.below(2) == 0),
+            ("sms".to_owned(), false),
+        ]
+        .into_iter()
+        .collect(),
+        preferences: Some(Preferences {
+            favourite_category: d.pick(&INTERESTS).into(),
+            declared_interests: vec![d.pick(&INTERESTS).into()],
+            newsletter: true,
+            theme: "dark".into(),
+        }),
+        payment_method: Some(PaymentMethod::CardLast4(format!("{:04}", d.below(10_000)))),
+        inferences: Some(Inferences {
+            pregnancy_likelihood: 0.0,
+            interests: vec![d.pick(&INTERESTS).into(), d.pick(&INTERESTS).into()],
+            life_events: vec![LifeEvent {
+                kind: d.pick(&EVENTS).into(),
+                detected_at: at(REFERENCE_NOW - 30 * DAY),
+            }],
+            income_band: "50-75k".into(),
+            updated_at: at(REFERENCE_NOW - (d.below(60) as i64) * DAY),
+        }),
+        loyalty_points: d.below(20_000) as u32,
+        loyalty_tier: LoyaltyTier::Silver as i32,
+        lifetime_value_cents: (d.below(2_000_000)) as i64,
+        created_at: at(REFERENCE_NOW - 900 * DAY),
+        updated_at: at(REFERENCE_NOW - (d.below(30) as i64) * DAY),
+        national_id: format!("ID{:09}", d.below(1_000_000_000)),
+        avatar: vec![0x89, b'P', b'N', b'G'],
+        search_terms: vec![d.pick(&INTERESTS).into()],
+        household_segment: "urban-families".into(),
+    }
+}
+
+fn personas() -> Vec<Profile> {
+    let base = |id: &str, seed: u64| {
+        let mut p = synthetic(10_000_000 + seed);
+        p.subject_id = id.into();
+        p
+    };
+    let mut minor = base("persona-minor", 1);
+    minor.jurisdiction = "DE".into();
+    if let Some(d) = minor.demographics.as_mut() {
+        d.birth_date = "2011-05-20".into();
+    }
+    let mut stale = base("persona-stale", 2);
+    stale.jurisdiction = "DE".into();
+    if let Some(inf) = stale.inferences.as_mut() {
+        inf.updated_at = at(REFERENCE_NOW - 400 * DAY);
+        inf.life_events = vec![LifeEvent {
+            kind: "new_baby".into(),
+            detected_at: at(REFERENCE_NOW - 420 * DAY),
+        }];
+    }
+    let mut pregnancy = base("persona-pregnancy", 3);
+    pregnancy.jurisdiction = "US".into();
+    if let Some(inf) = pregnancy.inferences.as_mut() {
+        inf.pregnancy_likelihood = 0.93;
+        inf.interests = vec!["maternity clothing".into(), "strollers".into()];
+    }
+    let mut ethnicity = base("persona-ethnicity", 4);
+    if let Some(d) = ethnicity.demographics.as_mut() {
+        d.ethnicity = "declared-ethnicity".into();
+    }
+    let mut eu = base("persona-eu", 5);
+    eu.jurisdiction = "FR".into();
+    let mut ca = base("persona-california", 6);
+    ca.jurisdiction = "US-CA".into();
+    for p in [&mut stale, &mut pregnancy, &mut ethnicity, &mut eu, &mut ca] {
+        if let Some(d) = p.demographics.as_mut() {
+            d.birth_date = "1984-09-03".into();
+        }
+    }
+    vec![minor, stale, pregnancy, ethnicity, eu, ca]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_personas_come_first() {
+        let a = Dataset::generate(50);
+        let b = Dataset::generate(50);
+        assert_eq!(a.profiles, b.profiles);
+        assert_eq!(a.profiles.len(), 56);
+        for persona in PERSONAS {
+            assert!(
+                a.profiles.contains_key(persona.subject_id),
+                "{}",
+                persona.subject_id
+            );
+        }
+        let minor = &a.profiles["persona-minor"];
+        assert_eq!(
+            minor.demographics.as_ref().map(|d| d.birth_date.as_str()),
+            Some("2011-05-20")
+        );
+    }
+}
