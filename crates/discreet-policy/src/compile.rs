@@ -90,24 +90,29 @@ impl PurposePlan {
     /// The plan for a record in `jurisdiction`.
     #[must_use]
     pub fn plan_for(&self, jurisdiction: Option<&str>) -> &RedactionPlan {
-        jurisdiction
-            .into_iter()
-            .flat_map(jurisdiction_chain)
+        self.plan_for_chain(&jurisdiction.map(jurisdiction_chain).unwrap_or_default())
+    }
+
+    fn plan_for_chain(&self, chain: &[&str]) -> &RedactionPlan {
+        if self.variants.is_empty() {
+            return &self.base;
+        }
+        chain
+            .iter()
             .find_map(|c| self.variants.iter().find(|(k, _)| k == c).map(|(_, p)| p))
             .unwrap_or(&self.base)
     }
 
-    fn minimum_age_for(&self, jurisdiction: Option<&str>) -> Option<u32> {
+    fn minimum_age_for(&self, chain: &[&str]) -> Option<u32> {
         let lookup = |c: &str| {
             self.minimum_age
                 .iter()
                 .find(|(k, _)| k == c)
                 .map(|(_, a)| *a)
         };
-        jurisdiction
-            .into_iter()
-            .flat_map(jurisdiction_chain)
-            .find_map(lookup)
+        chain
+            .iter()
+            .find_map(|c| lookup(c))
             .or_else(|| lookup("default"))
     }
 
@@ -124,7 +129,9 @@ impl PurposePlan {
             Some(path) => last_string(input, path)?,
             None => None,
         };
-        if let Some(minimum) = self.minimum_age_for(jurisdiction) {
+        // The chain is worked out once per record: the age guard and the plan both use it.
+        let chain = jurisdiction.map(jurisdiction_chain).unwrap_or_default();
+        if let Some(minimum) = self.minimum_age_for(&chain) {
             let birth = match &self.birth_date {
                 Some((path, is_message)) => extract_birth_date(input, path, *is_message)?,
                 None => None,
@@ -141,7 +148,7 @@ impl PurposePlan {
             }
         }
         let mark = out.len();
-        if let Err(e) = rewrite(self.plan_for(jurisdiction), input, now_unix, out, report) {
+        if let Err(e) = rewrite(self.plan_for_chain(&chain), input, now_unix, out, report) {
             // A partial rewrite must never reach anyone: take it back here, not in callers.
             out.truncate(mark);
             return Err(e);

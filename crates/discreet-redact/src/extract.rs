@@ -44,9 +44,35 @@ pub fn extract_strings<'a>(
 /// The last string at `path`: a singular field's value under protobuf's last-one-wins
 /// rule. Nested messages along the path are merged the same way.
 pub fn last_string<'a>(input: &'a [u8], path: &[u32]) -> Result<Option<&'a str>, RedactError> {
-    let mut all = Vec::new();
-    extract_strings(input, path, &mut all)?;
-    Ok(all.pop())
+    // Walks without collecting: this runs on every record that has a jurisdiction guard.
+    let Some((&first, rest)) = path.split_first() else {
+        return Ok(None);
+    };
+    let mut found = None;
+    let mut pos = 0;
+    while pos < input.len() {
+        let (n, wire_type, after_tag) = read_tag(input, pos)?;
+        let (payload_start, end) = value_end(input, after_tag, wire_type, n)?;
+        pos = end;
+        if n != first {
+            continue;
+        }
+        if wire_type != LEN {
+            return Err(RedactError::WireTypeMismatch {
+                field: n,
+                wire_type,
+            });
+        }
+        let payload = &input[payload_start..end];
+        if rest.is_empty() {
+            found = Some(
+                std::str::from_utf8(payload).map_err(|_| RedactError::InvalidUtf8 { field: n })?,
+            );
+        } else if let Some(inner) = last_string(payload, rest)? {
+            found = Some(inner);
+        }
+    }
+    Ok(found)
 }
 
 /// The birth date at `path`: an ISO date string, or a message with int32 year (1),

@@ -32,6 +32,7 @@ pub enum ScalarKind {
 impl ScalarKind {
     /// The wire type a single value of this kind has.
     #[must_use]
+    #[inline]
     pub fn wire_type(self) -> u8 {
         match self {
             ScalarKind::Fixed64 | ScalarKind::Sfixed64 | ScalarKind::Double => I64,
@@ -85,6 +86,20 @@ pub enum UpdatedAtField {
     Timestamp(u32),
     /// An integer field of Unix seconds.
     UnixSeconds(u32),
+}
+
+impl FieldRule {
+    /// The wire type of one value of this field.
+    #[inline]
+    pub(crate) fn wire_type(&self) -> u8 {
+        self.kind.wire_type()
+    }
+
+    /// Whether the field may also arrive as one packed run.
+    #[inline]
+    pub(crate) fn accepts_packed(&self) -> bool {
+        self.repeated && self.kind.packable()
+    }
 }
 
 /// The plan for one message type (in one context: the same type may have several plans

@@ -1,7 +1,7 @@
 //! The one-pass rewriter.
 use crate::{
     FieldAction, FieldRule, MsgId, RedactError, RedactionPlan, ScalarKind, UpdatedAtField,
-    wire::{LEN, MAX_DEPTH, VARINT, read_tag, read_varint, value_end, varint_len, write_varint},
+    wire::{LEN, MAX_DEPTH, VARINT, read_tag, read_varint, value_end, varint_len},
 };
 
 /// What a rewrite withheld beyond the plan's fixed drops: fields past their freshness
@@ -164,16 +164,21 @@ impl Rewriter<'_> {
             out.resize(out.len() + (needed - reserved), 0);
             out.copy_within(body_start..body_start + body_len, len_pos + needed);
         }
-        let mut len = Vec::with_capacity(needed);
-        write_varint(&mut len, body_len as u64);
-        out[len_pos..len_pos + needed].copy_from_slice(&len);
+        // The length goes into the reserved bytes without a temporary allocation.
+        let mut v = body_len as u64;
+        for byte in &mut out[len_pos..len_pos + needed] {
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                *byte = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
+            }
+            v >>= 7;
+        }
         Ok(())
     }
 }
 
 fn check_wire_type(rule: &FieldRule, wire_type: u8) -> Result<(), RedactError> {
-    let single = rule.kind.wire_type();
-    if wire_type == single || (wire_type == LEN && rule.repeated && rule.kind.packable()) {
+    if wire_type == rule.wire_type() || (wire_type == LEN && rule.accepts_packed()) {
         Ok(())
     } else {
         Err(RedactError::WireTypeMismatch {
