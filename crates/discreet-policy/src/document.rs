@@ -59,7 +59,7 @@ pub(crate) struct DefaultsDoc {
 pub(crate) struct PurposeDoc {
     #[serde(default)]
     pub(crate) description: String,
-    #[schemars(with = "crate::json_schema::LegalBasisSchema")]
+    #[schemars(with = "crate::LegalBasis")]
     pub(crate) legal_basis: Spanned<crate::LegalBasis>,
     #[schemars(with = "Vec<String>")]
     pub(crate) callers: Vec<Spanned<String>>,
@@ -86,10 +86,8 @@ pub(crate) struct PurposeDoc {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct DenyDoc {
     /// Fields with these provenances are never released for the purpose.
-    #[schemars(with = "Vec<crate::json_schema::ProvenanceSchema>")]
     pub(crate) provenance: Vec<Provenance>,
     /// Fields from these sources are never released for the purpose.
-    #[schemars(with = "Vec<crate::json_schema::SourceSchema>")]
     pub(crate) source: Vec<Source>,
 }
 
@@ -108,11 +106,9 @@ pub(crate) struct RuleDoc {
     pub(crate) action: ActionDoc,
     /// Only fields with one of these provenances.
     #[serde(default)]
-    #[schemars(with = "Vec<crate::json_schema::ProvenanceSchema>")]
     pub(crate) provenance: Vec<Provenance>,
     /// Only fields from one of these sources.
     #[serde(default)]
-    #[schemars(with = "Vec<crate::json_schema::SourceSchema>")]
     pub(crate) source: Vec<Source>,
 }
 

@@ -5,12 +5,13 @@ use std::{
 };
 
 use discreet_schema::{Provenance, Schema, Source};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{Action, Diagnostic, FieldDecision, Vocabulary};
 
 /// The lawful basis a purpose relies on (GDPR Art. 6(1)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LegalBasis {
     /// The subject agreed: a consent token naming the purpose is required for every read.

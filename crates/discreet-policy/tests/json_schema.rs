@@ -136,6 +136,11 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String
                     errors.push(format!("{at}: {value} is not one of {s}"));
                 }
             }
+            "const" => {
+                if value != s {
+                    errors.push(format!("{at}: {value} is not {s}"));
+                }
+            }
             "minimum" => {
                 if value.as_f64().is_some_and(|v| v < s.as_f64().unwrap()) {
                     errors.push(format!("{at}: {value} is below {s}"));

@@ -1,9 +1,12 @@
 //! What a field holds, as the annotations or the mapping say, and how labels pass from a
 //! message-typed field to the fields inside it.
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// How the value came to be known (W3C DPV: collected, observed, derived, inferred).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, JsonSchema, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Provenance {
     /// Nobody said; the policy treats it like `collected` unless it denies unknown provenance.
@@ -16,7 +19,9 @@ pub enum Provenance {
 }
 
 /// Who first held the value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, JsonSchema, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     #[default]
