@@ -5,6 +5,7 @@ mod dev_tokens;
 mod personas;
 mod policy_cmd;
 mod policy_diff;
+mod policy_file;
 mod policy_test;
 mod schema_args;
 mod schema_cmd;

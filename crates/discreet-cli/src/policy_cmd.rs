@@ -2,7 +2,6 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Subcommand;
 use discreet_policy::{ConsentGrant, Policy, Severity};
-use discreet_schema::Schema;
 
 use crate::schema_args::SchemaArgs;
 
@@ -101,7 +100,7 @@ pub(crate) fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
         } => crate::policy_diff::run(&old, &new, &message, json, &schema.load()?),
         PolicyCommand::Check { policy, schema } => {
             let schema = schema.load()?;
-            match load(&policy, &schema)? {
+            match crate::policy_file::read(&policy, &schema)? {
                 Ok(p) => {
                     for w in &p.warnings {
                         eprintln!("{w}");
@@ -115,17 +114,7 @@ pub(crate) fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(diags) => {
-                    for d in &diags {
-                        eprintln!("{d}");
-                    }
-                    let errors = diags
-                        .iter()
-                        .filter(|d| d.severity == Severity::Error)
-                        .count();
-                    eprintln!("{}: {errors} errors", policy.display());
-                    Ok(ExitCode::from(1))
-                }
+                Err(diags) => Ok(report_failure(&policy, &diags)),
             }
         }
         PolicyCommand::Explain {
@@ -138,14 +127,9 @@ pub(crate) fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
             schema,
         } => {
             let schema = schema.load()?;
-            let p = match load(&policy, &schema)? {
+            let p = match crate::policy_file::read(&policy, &schema)? {
                 Ok(p) => p,
-                Err(diags) => {
-                    for d in &diags {
-                        eprintln!("{d}");
-                    }
-                    return Ok(ExitCode::from(1));
-                }
+                Err(diags) => return Ok(report_failure(&policy, &diags)),
             };
             let grant = ConsentGrant {
                 purposes: std::iter::once(purpose.clone()).collect(),
@@ -175,14 +159,6 @@ pub(crate) fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn load(
-    path: &PathBuf,
-    schema: &Schema,
-) -> Result<Result<Policy, Vec<discreet_policy::Diagnostic>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Policy::parse(path, &text, schema))
 }
 
 fn print_table(
@@ -228,4 +204,17 @@ fn print_table(
     }
     let released = rows.iter().filter(|r| r.decision.action.releases()).count();
     println!("{released} of {} fields released", rows.len());
+}
+
+/// Prints every diagnostic and the error count; exit status 1.
+fn report_failure(policy: &std::path::Path, diags: &[discreet_policy::Diagnostic]) -> ExitCode {
+    for d in diags {
+        eprintln!("{d}");
+    }
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    eprintln!("{}: {errors} errors", policy.display());
+    ExitCode::from(1)
 }

@@ -1,7 +1,7 @@
 //! `discreet policy diff`: the field-level effect of a policy change.
 use std::{path::Path, process::ExitCode};
 
-use discreet_policy::{Policy, PolicyChange, diff_policies};
+use discreet_policy::{PolicyChange, diff_policies};
 use discreet_schema::Schema;
 
 pub(crate) fn run(
@@ -11,8 +11,8 @@ pub(crate) fn run(
     json: bool,
     schema: &Schema,
 ) -> Result<ExitCode, String> {
-    let old_policy = load(old, schema)?;
-    let new_policy = load(new, schema)?;
+    let old_policy = crate::policy_file::load(old, schema)?;
+    let new_policy = crate::policy_file::load(new, schema)?;
     let changes = diff_policies(&old_policy, &new_policy, schema, message)?;
     if json {
         let items: Vec<_> = changes.iter().map(to_json).collect();
@@ -26,18 +26,6 @@ pub(crate) fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A load failure is exit status 2 (through `main`), with every diagnostic.
-fn load(path: &Path, schema: &Schema) -> Result<Policy, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Policy::parse(path, &text, schema).map_err(|diags| {
-        diags
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
 }
 
 fn line(change: &PolicyChange) -> String {

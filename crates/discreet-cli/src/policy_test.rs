@@ -5,7 +5,7 @@ use std::{
     process::ExitCode,
 };
 
-use discreet_policy::{GoldenFile, Policy, run_case};
+use discreet_policy::{GoldenFile, run_case};
 use discreet_schema::Schema;
 
 use crate::personas;
@@ -14,15 +14,7 @@ use crate::personas;
 const PERSONA_MESSAGE: &str = "profile.v1.Profile";
 
 pub(crate) fn run(policy_path: &Path, dir: &Path, schema: &Schema) -> Result<ExitCode, String> {
-    let text = std::fs::read_to_string(policy_path)
-        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
-    let policy = Policy::parse(policy_path, &text, schema).map_err(|diags| {
-        diags
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+    let policy = crate::policy_file::load(policy_path, schema)?;
     let files = case_files(dir)?;
     if files.is_empty() {
         return Err(format!("{}: no .yaml case files", dir.display()));

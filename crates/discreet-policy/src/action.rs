@@ -1,4 +1,4 @@
-use std::fmt;
+use std::{fmt, sync::LazyLock};
 
 use discreet_redact::{PseudonymKey, ScalarKind, Transform};
 
@@ -94,8 +94,11 @@ impl Action {
     /// Whether the action can apply to a value of `kind` (keep and drop apply to all).
     #[must_use]
     pub fn fits(&self, kind: ScalarKind) -> bool {
-        // The key does not change what fits; any key will do for the question.
-        match self.transform(&PseudonymKey::derive(b"", "")) {
+        // The key does not change what fits; any key will do, so derive one once rather
+        // than once per field per compile.
+        static SHAPE_ONLY: LazyLock<PseudonymKey> =
+            LazyLock::new(|| PseudonymKey::derive(b"", "shape-only"));
+        match self.transform(&SHAPE_ONLY) {
             None => true,
             Some(t) => kind != ScalarKind::Message && t.fits(kind),
         }

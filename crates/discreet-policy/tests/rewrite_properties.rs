@@ -43,6 +43,54 @@ fn identity(transform: &Transform, v: &Value) -> bool {
     }
 }
 
+/// One random trial: a profile with unknown fields appended, a policy and grant, and what
+/// the rewriter released (`None` when the record was refused).
+struct Case {
+    original: DynamicMessage,
+    input: Vec<u8>,
+    policy: discreet_policy::Policy,
+    grant: discreet_policy::ConsentGrant,
+    text: String,
+    out: Option<Vec<u8>>,
+}
+
+fn case(seed: u64, policy_seed: u64, with_freshness: bool) -> Case {
+    let mut rng = SeededRng::new(seed);
+    let original = random_message(&profile(), &mut rng, 0);
+    let mut input = original.encode_to_vec();
+    append_unknown_fields(&mut input, &mut rng);
+    let (policy, grant, text) =
+        random_policy(&SCHEMA, &mut SeededRng::new(policy_seed), with_freshness);
+    let plan = PurposePlan::compile(
+        &policy,
+        &SCHEMA,
+        "profile.v1.Profile",
+        "personalize",
+        &grant,
+        SECRET,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut report = RewriteReport::default();
+    let outcome = plan.apply(&input, NOW, &mut out, &mut report).unwrap();
+    // A refused record must not have released a byte, whichever property asked.
+    let out = match outcome {
+        RecordOutcome::Released => Some(out),
+        RecordOutcome::Refused(_) => {
+            assert!(out.is_empty(), "a refused record released bytes");
+            None
+        }
+    };
+    Case {
+        original,
+        input,
+        policy,
+        grant,
+        text,
+        out,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, .. ProptestConfig::default() })]
 
@@ -51,19 +99,8 @@ proptest! {
     /// differs from the original unless the transform is the identity on it.
     #[test]
     fn rewrites_release_only_what_the_policy_allows(seed in any::<u64>(), policy_seed in any::<u64>()) {
-        let mut rng = SeededRng::new(seed);
-        let original = random_message(&profile(), &mut rng, 0);
-        let mut input = original.encode_to_vec();
-        append_unknown_fields(&mut input, &mut rng);
-        let (policy, grant, text) = random_policy(&SCHEMA, &mut SeededRng::new(policy_seed), true);
-        let plan = PurposePlan::compile(&policy, &SCHEMA, "profile.v1.Profile", "personalize", &grant, SECRET).unwrap();
-        let mut out = Vec::new();
-        let mut report = RewriteReport::default();
-        let outcome = plan.apply(&input, NOW, &mut out, &mut report).unwrap();
-        if outcome != RecordOutcome::Released {
-            prop_assert!(out.is_empty(), "a refused record released bytes");
-            return Ok(());
-        }
+        let Case { original, policy, grant, text, out, .. } = case(seed, policy_seed, true);
+        let Some(out) = out else { return Ok(()) };
         let released = DynamicMessage::decode(profile(), out.as_slice()).unwrap();
         prop_assert!(!has_unknown_fields(&released), "unknown fields released\n{text}");
         let jurisdiction = jurisdiction_of(&original);
@@ -97,23 +134,17 @@ proptest! {
     /// clear and transform, re-encode) agree on random inputs.
     #[test]
     fn wire_rewriter_agrees_with_a_reflection_reference(seed in any::<u64>(), policy_seed in any::<u64>()) {
-        let mut rng = SeededRng::new(seed);
-        let original = random_message(&profile(), &mut rng, 0);
-        let mut input = original.encode_to_vec();
-        append_unknown_fields(&mut input, &mut rng);
-        let (policy, grant, text) = random_policy(&SCHEMA, &mut SeededRng::new(policy_seed), false);
-        let plan = PurposePlan::compile(&policy, &SCHEMA, "profile.v1.Profile", "personalize", &grant, SECRET).unwrap();
-        let mut out = Vec::new();
-        let mut report = RewriteReport::default();
-        if plan.apply(&input, NOW, &mut out, &mut report).unwrap() != RecordOutcome::Released {
-            return Ok(());
-        }
+        let Case { input, policy, grant, text, out, .. } = case(seed, policy_seed, false);
+        let Some(out) = out else { return Ok(()) };
         let wire = DynamicMessage::decode(profile(), out.as_slice()).unwrap();
         let decoded_input = DynamicMessage::decode(profile(), input.as_slice()).unwrap();
         let decided = decisions(&policy, &SCHEMA, &grant, jurisdiction_of(&decoded_input).as_deref());
         let key = PseudonymKey::derive(SECRET, "personalize");
         let reference = reference_rewrite(&decoded_input, "", &decided, &key);
-        prop_assert_eq!(wire, reference, "policy:\n{}", text);
+        // Paths and values first, so that a failure names the field; then everything
+        // (including unknown fields, which `leaves` does not list).
+        prop_assert_eq!(readable(&wire), readable(&reference), "policy:\n{}", text);
+        prop_assert!(wire == reference, "the rewrites differ beyond their known fields\npolicy:\n{}", text);
     }
 }
 
@@ -218,4 +249,22 @@ fn transform_value(action: &Action, key: &PseudonymKey, v: &Value) -> Option<Val
 fn non_empty(c: DynamicMessage) -> Option<Value> {
     let any = c.fields().next().is_some();
     any.then_some(Value::Message(c))
+}
+
+/// `path = value` lines of every known leaf, sorted: a diffable view of a message.
+fn readable(m: &DynamicMessage) -> Vec<String> {
+    let mut out = Vec::new();
+    leaves(m, "", &mut out);
+    let mut lines = Vec::new();
+    for (p, v) in out {
+        match v {
+            // One line per entry: a map's own Debug order is arbitrary.
+            Value::Map(entries) => {
+                lines.extend(entries.iter().map(|(k, v)| format!("{p}[{k:?}] = {v:?}")))
+            }
+            v => lines.push(format!("{p} = {v:?}")),
+        }
+    }
+    lines.sort();
+    lines
 }
