@@ -346,8 +346,8 @@ impl<'a> Walker<'a> {
                 return Ok((FieldAction::Drop, None));
             };
             let (key_f, value_f) = (entry.map_entry_key_field(), entry.map_entry_value_field());
-            // The entry exists only if the map's own category may be released; the key
-            // goes with it, the value is decided (or descended into) like any field.
+            // The entry exists only if the map's own category may be released; the value
+            // is decided (or descended into) like any field.
             let value_kind = scalar_kind(&value_f.kind());
             let decided_kind = if value_kind == ScalarKind::Message {
                 scalar_kind(&key_f.kind())
@@ -358,6 +358,15 @@ impl<'a> Walker<'a> {
             if matches!(value_action, FieldAction::Drop) {
                 return Ok((FieldAction::Drop, None));
             }
+            // A key holds the same kind of data as its value (an e-mail address, a device
+            // id): it is released only as the decision says. A transform that cannot apply
+            // to the key drops the whole map rather than release keys in clear.
+            let key_kind = scalar_kind(&key_f.kind());
+            let key_action = match &value_action {
+                FieldAction::Keep => FieldAction::Keep,
+                FieldAction::Transform(t) if t.fits(key_kind) => FieldAction::Transform(t.clone()),
+                _ => return Ok((FieldAction::Drop, None)),
+            };
             let value_action = match value_f.kind() {
                 Kind::Message(m) => FieldAction::Message(self.message(&m, fctx, path)?),
                 _ => value_action,
@@ -368,9 +377,9 @@ impl<'a> Walker<'a> {
             let entry_rules = vec![
                 FieldRule {
                     number: 1,
-                    kind: scalar_kind(&key_f.kind()),
+                    kind: key_kind,
                     repeated: false,
-                    action: FieldAction::Keep,
+                    action: key_action,
                     max_age_secs: None,
                     path_id: key_path,
                 },

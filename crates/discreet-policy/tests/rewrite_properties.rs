@@ -10,7 +10,7 @@ use discreet_policy::{Action, PurposePlan, RecordOutcome};
 use discreet_redact::{PseudonymKey, RewriteReport, Transform};
 use discreet_schema::{
     Schema,
-    prost_reflect::{DynamicMessage, MessageDescriptor, Value},
+    prost_reflect::{DynamicMessage, MapKey, MessageDescriptor, Value},
 };
 use proptest::prelude::*;
 use prost::Message as _;
@@ -177,7 +177,16 @@ fn reference_rewrite(
                     let entries: HashMap<_, _> = map
                         .iter()
                         .filter_map(|(k, v)| {
-                            transform_value(&action, key, v).map(|t| (k.clone(), t))
+                            // Keys get the map's action too (the reference schema's only
+                            // map has bool values, where no transform fits: maps.rs covers
+                            // transformed keys).
+                            let k = match (k, action.transform(key)) {
+                                (MapKey::String(s), Some(t)) => {
+                                    MapKey::String(t.apply_str(s, NOW)?)
+                                }
+                                (k, _) => k.clone(),
+                            };
+                            transform_value(&action, key, v).map(|t| (k, t))
                         })
                         .collect();
                     (!entries.is_empty()).then_some(Value::Map(entries))
