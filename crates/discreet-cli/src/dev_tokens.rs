@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use discreet_consent::SigningAlgorithm;
 use discreet_consent::dev::{MintClaims, generate_keys, mint_token, parse_duration, random_id};
+use discreet_consent::keyring::DevKeyring;
 
 /// File names written by `keys generate`.
 const PRIVATE_KEY_FILE: &str = "consent-private.pem";
@@ -18,6 +19,55 @@ const JWKS_FILE: &str = "consent-jwks.json";
 pub(crate) enum KeysCommand {
     /// Generate a signing key pair: `consent-private.pem` (mode 0600) and `consent-jwks.json`.
     Generate(GenerateArgs),
+    /// Create (or complete) a development keyring: consent and caller keys, an empty
+    /// revocation list and a pseudonymisation secret, in the layout `config/discreet.yaml`
+    /// expects under `keys/`.
+    Dev(DevKeysArgs),
+}
+
+/// Arguments of `discreet keys dev`.
+#[derive(Debug, Args)]
+pub(crate) struct DevKeysArgs {
+    /// The keyring directory (created if missing; existing keys are kept).
+    #[arg(long, default_value = "config/keys")]
+    pub(crate) dir: PathBuf,
+}
+
+/// Arguments shared by the development token commands.
+#[derive(Debug, Args)]
+pub(crate) struct DevTokenArgs {
+    /// The keyring directory written by `discreet keys dev`.
+    #[arg(long, default_value = "config/keys")]
+    pub(crate) keys: PathBuf,
+    /// Lifetime: 30s, 15m, 1h, …
+    #[arg(long, default_value = "1h")]
+    pub(crate) ttl: String,
+}
+
+/// Arguments of `discreet token dev-consent`.
+#[derive(Debug, Args)]
+pub(crate) struct DevConsentArgs {
+    #[command(flatten)]
+    pub(crate) common: DevTokenArgs,
+    /// Subject id (`sub`), as the store knows it.
+    #[arg(long)]
+    pub(crate) sub: String,
+    /// Purpose granted; repeat for several.
+    #[arg(long = "purpose", required = true)]
+    pub(crate) purposes: Vec<String>,
+    /// Special category granted explicitly; repeat for several.
+    #[arg(long = "special")]
+    pub(crate) special_categories: Vec<String>,
+}
+
+/// Arguments of `discreet token dev-caller`.
+#[derive(Debug, Args)]
+pub(crate) struct DevCallerArgs {
+    #[command(flatten)]
+    pub(crate) common: DevTokenArgs,
+    /// The caller, `namespace/serviceaccount`.
+    #[arg(long)]
+    pub(crate) caller: String,
 }
 
 /// Arguments of `discreet keys generate`.
@@ -42,6 +92,12 @@ pub(crate) struct GenerateArgs {
 pub(crate) enum TokenCommand {
     /// Mint a consent token and print it to stdout.
     Mint(MintArgs),
+    /// Mint a consent token with the development keyring (issuer and audience as in
+    /// `config/discreet.yaml`) and print it.
+    DevConsent(DevConsentArgs),
+    /// Mint a Kubernetes-style service-account token for a caller with the development
+    /// keyring and print it.
+    DevCaller(DevCallerArgs),
 }
 
 /// Arguments of `discreet token mint`.
@@ -85,6 +141,11 @@ pub(crate) struct MintArgs {
 /// Runs `discreet keys …`.
 pub(crate) fn run_keys(cmd: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
+        KeysCommand::Dev(args) => {
+            let ring = DevKeyring::open_or_create(&args.dir)?;
+            eprintln!("development keyring ready in {}", ring.dir().display());
+            Ok(())
+        }
         KeysCommand::Generate(args) => {
             let kid = args.kid.unwrap_or_else(random_id);
             let (pem, jwks) = generate_keys(args.alg, &kid)?;
@@ -117,7 +178,25 @@ pub(crate) fn run_keys(cmd: KeysCommand) -> Result<(), Box<dyn std::error::Error
 
 /// Runs `discreet token …`.
 pub(crate) fn run_token(cmd: TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let ttl_of = |ttl: &str| parse_duration(ttl).ok_or("--ttl must look like 30s, 15m or 1h");
     match cmd {
+        TokenCommand::DevConsent(args) => {
+            let ring = DevKeyring::open(&args.common.keys)?;
+            let purposes: Vec<&str> = args.purposes.iter().map(String::as_str).collect();
+            let special: Vec<&str> = args.special_categories.iter().map(String::as_str).collect();
+            let (token, _) =
+                ring.consent_token(&args.sub, &purposes, &special, ttl_of(&args.common.ttl)?)?;
+            println!("{token}");
+            Ok(())
+        }
+        TokenCommand::DevCaller(args) => {
+            let ring = DevKeyring::open(&args.common.keys)?;
+            println!(
+                "{}",
+                ring.caller_token(&args.caller, ttl_of(&args.common.ttl)?)?
+            );
+            Ok(())
+        }
         TokenCommand::Mint(args) => {
             let ttl = parse_duration(&args.ttl).ok_or("--ttl must look like 30s, 15m or 1h")?;
             let pem = std::fs::read_to_string(&args.key)?;

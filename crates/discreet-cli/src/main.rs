@@ -1,6 +1,8 @@
 //! `discreet`: the gateway's command line.
 #![forbid(unsafe_code)]
 
+mod demo;
+mod demo_table;
 mod dev_tokens;
 mod personas;
 mod policy_cmd;
@@ -9,6 +11,7 @@ mod policy_file;
 mod policy_test;
 mod schema_args;
 mod schema_cmd;
+mod serve_cmd;
 
 use std::process::ExitCode;
 
@@ -25,6 +28,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Serve(serve_cmd::ServeArgs),
+    /// Start the embedded store and the gateway with development keys, show what each
+    /// purpose receives for the same people, and keep serving.
+    Demo(demo::DemoArgs),
     /// Check and explain policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -42,6 +50,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve_cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Schema(cmd) => schema_cmd::run(cmd),
         Command::Keys(cmd) => dev_tokens::run_keys(cmd)

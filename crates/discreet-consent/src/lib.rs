@@ -40,6 +40,7 @@ mod service;
 mod verify;
 
 pub mod dev;
+pub mod keyring;
 pub mod source;
 
 pub use algorithm::{SigningAlgorithm, UnknownAlgorithm};

@@ -94,13 +94,34 @@ impl PurposePlan {
     }
 
     fn plan_for_chain(&self, chain: &[&str]) -> &RedactionPlan {
+        match self.variant_for_chain(chain) {
+            Some(i) => self.variants.get(i).map_or(&self.base, |(_, p)| p),
+            None => &self.base,
+        }
+    }
+
+    /// Which jurisdiction variant serves a record with this chain (`None`: the base plan).
+    fn variant_for_chain(&self, chain: &[&str]) -> Option<usize> {
         if self.variants.is_empty() {
-            return &self.base;
+            return None;
         }
         chain
             .iter()
-            .find_map(|c| self.variants.iter().find(|(k, _)| k == c).map(|(_, p)| p))
-            .unwrap_or(&self.base)
+            .find_map(|c| self.variants.iter().position(|(k, _)| k == c))
+    }
+
+    /// The redaction plan numbered as [`PurposePlan::apply_variant`] reports it.
+    #[must_use]
+    pub fn redaction_plan(&self, variant: Option<usize>) -> &RedactionPlan {
+        variant
+            .and_then(|i| self.variants.get(i))
+            .map_or(&self.base, |(_, p)| p)
+    }
+
+    /// The jurisdictions that have a plan of their own, in the order that
+    /// [`PurposePlan::apply_variant`] numbers them.
+    pub fn variant_jurisdictions(&self) -> impl Iterator<Item = &str> {
+        self.variants.iter().map(|(k, _)| k.as_str())
     }
 
     fn minimum_age_for(&self, chain: &[&str]) -> Option<u32> {
@@ -125,6 +146,20 @@ impl PurposePlan {
         out: &mut Vec<u8>,
         report: &mut RewriteReport,
     ) -> Result<RecordOutcome, RedactError> {
+        self.apply_variant(input, now_unix, out, report)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// As [`PurposePlan::apply`], also telling which plan served the record: `None` for
+    /// the base plan, `Some(i)` for the `i`-th of [`PurposePlan::variant_jurisdictions`].
+    /// The gateway uses it to report exactly what that plan withholds.
+    pub fn apply_variant(
+        &self,
+        input: &[u8],
+        now_unix: i64,
+        out: &mut Vec<u8>,
+        report: &mut RewriteReport,
+    ) -> Result<(RecordOutcome, Option<usize>), RedactError> {
         let jurisdiction = match &self.jurisdiction {
             Some(path) => last_string(input, path)?,
             None => None,
@@ -137,23 +172,32 @@ impl PurposePlan {
                 None => None,
             };
             match birth {
-                None => return Ok(RecordOutcome::Refused(Refusal::AgeUnknown { minimum })),
+                None => {
+                    return Ok((
+                        RecordOutcome::Refused(Refusal::AgeUnknown { minimum }),
+                        None,
+                    ));
+                }
                 Some(b)
                     if b.age_on(CivilDate::from_unix(now_unix))
                         < i32::try_from(minimum).unwrap_or(i32::MAX) =>
                 {
-                    return Ok(RecordOutcome::Refused(Refusal::BelowMinimumAge { minimum }));
+                    return Ok((
+                        RecordOutcome::Refused(Refusal::BelowMinimumAge { minimum }),
+                        None,
+                    ));
                 }
                 Some(_) => {}
             }
         }
         let mark = out.len();
+        let variant = self.variant_for_chain(&chain);
         if let Err(e) = rewrite(self.plan_for_chain(&chain), input, now_unix, out, report) {
             // A partial rewrite must never reach anyone: take it back here, not in callers.
             out.truncate(mark);
             return Err(e);
         }
-        Ok(RecordOutcome::Released)
+        Ok((RecordOutcome::Released, variant))
     }
 }
 

@@ -162,6 +162,17 @@ impl Policy {
         purpose: &str,
         grant: Option<&ConsentGrant>,
     ) -> Result<&Purpose, AccessDenial> {
+        let p = self.check_caller(caller, purpose)?;
+        if p.legal_basis == LegalBasis::Consent && !grant.is_some_and(|g| g.allows_purpose(purpose))
+        {
+            return Err(AccessDenial::NoConsent(purpose.to_owned()));
+        }
+        Ok(p)
+    }
+
+    /// Checks that `purpose` exists and `caller` may declare it; consent is checked per
+    /// subject afterwards (a batch names several subjects, each with their own grant).
+    pub fn check_caller(&self, caller: &str, purpose: &str) -> Result<&Purpose, AccessDenial> {
         let p = self
             .purposes
             .get(purpose)
@@ -171,10 +182,6 @@ impl Policy {
                 caller: caller.to_owned(),
                 purpose: purpose.to_owned(),
             });
-        }
-        if p.legal_basis == LegalBasis::Consent && !grant.is_some_and(|g| g.allows_purpose(purpose))
-        {
-            return Err(AccessDenial::NoConsent(purpose.to_owned()));
         }
         Ok(p)
     }

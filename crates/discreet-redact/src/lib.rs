@@ -12,6 +12,7 @@
 pub mod date;
 mod error;
 mod extract;
+mod fields;
 mod plan;
 mod rewrite;
 mod transform;
@@ -19,6 +20,7 @@ mod wire;
 
 pub use error::RedactError;
 pub use extract::{extract_birth_date, extract_strings, last_string};
+pub use fields::{WireField, append_length_delimited, fields};
 pub use plan::{
     FieldAction, FieldRule, MessagePlan, MsgId, PlanBuilder, RedactionPlan, ScalarKind,
     UpdatedAtField,

@@ -1,0 +1,81 @@
+//! `discreet serve`: the gateway.
+use std::path::PathBuf;
+
+use clap::Args;
+use discreet_config::GatewayConfig;
+
+/// Arguments of `discreet serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The gateway configuration.
+    #[arg(long, default_value = "config/discreet.yaml")]
+    pub(crate) config: PathBuf,
+    /// Check the configuration (and the policy, schema, methods and keys it names) and
+    /// exit: 0 when it would start.
+    #[arg(long)]
+    pub(crate) check_config: bool,
+}
+
+/// Logs go to stderr; `RUST_LOG` filters (default `info`), `DISCREET_LOG_FORMAT=json`
+/// for machine-readable lines.
+pub(crate) fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("DISCREET_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The demo's logging: warnings only, so the tables stay readable.
+pub(crate) fn init_logging_quiet() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
+    init_logging();
+    let config = GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        if args.check_config {
+            // Start on an ephemeral loopback port: everything is loaded and checked the
+            // same way as for real, nothing is exposed, and the gateway stops at once.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut check = config.clone();
+            if matches!(check.upstream, discreet_config::Upstream::Embedded { .. }) {
+                check.upstream = discreet_config::Upstream::Embedded { profiles: 1 };
+            }
+            let gateway = discreet_proxy::Gateway::start(
+                &check,
+                listener,
+                discreet_proxy::Options::default(),
+            )
+            .await?;
+            gateway.shutdown().await;
+            eprintln!("{}: ok", args.config.display());
+            return Ok(());
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let gateway =
+            discreet_proxy::Gateway::start(&config, listener, discreet_proxy::Options::default())
+                .await?;
+        gateway.run_until_signal().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,62 @@
+//! The `limits` section: bounds that keep one caller, or one bad upstream reply, from
+//! exhausting the gateway. Every field has a default sized for a sidecar beside one store.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Resource limits. Omitted fields take the defaults below; `limits` may be omitted entirely.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest gRPC message accepted from the caller or the upstream, in bytes; larger ones
+    /// are refused rather than buffered, since every message is decoded in memory to be
+    /// rewritten. Default 4 MiB (4194304), gRPC's usual limit. Accepted: 1 KiB to 64 MiB.
+    pub max_message_bytes: usize,
+    /// Calls in flight at once; calls beyond this are refused `RESOURCE_EXHAUSTED` at once
+    /// instead of queueing, so overload shows up to callers immediately. Default 512.
+    pub max_concurrent_calls: usize,
+    /// Deadline applied when the caller sends no `grpc-timeout`, so no call waits forever
+    /// on the store. Default `10s`.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub default_timeout: Duration,
+    /// Caller deadlines are capped at this. Default `60s`. Must be at least
+    /// `default_timeout`.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub max_timeout: Duration,
+    /// Subjects in one batch read; bounds the consent checks and the work one call can
+    /// cause. Default 1000.
+    pub max_batch_subjects: usize,
+    /// Consent tokens accepted in one call (each is a signature check). Default 1000.
+    pub max_consent_tokens: usize,
+    /// HTTP/2 header list (metadata) size limit in bytes, which also bounds consent tokens
+    /// carried in metadata. Default 16 KiB (16384).
+    pub max_header_list_bytes: u32,
+    /// HTTP/2 streams per connection. Default 256.
+    pub max_concurrent_streams: u32,
+    /// Compiled enforcement plans cached (per method, purpose and policy version), so the
+    /// schema walk is not repeated per call. Default 4096.
+    pub plan_cache_entries: u64,
+    /// On SIGTERM, in-flight calls are drained for this long before the process exits;
+    /// keep it below the pod's `terminationGracePeriodSeconds`. Default `30s`; `0s` stops
+    /// at once.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_calls: 512,
+            default_timeout: Duration::from_secs(10),
+            max_timeout: Duration::from_secs(60),
+            max_batch_subjects: 1000,
+            max_consent_tokens: 1000,
+            max_header_list_bytes: 16 * 1024,
+            max_concurrent_streams: 256,
+            plan_cache_entries: 4096,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

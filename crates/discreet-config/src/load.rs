@@ -1,0 +1,86 @@
+//! Reading the file: parse, validate, then make relative paths relative to the file.
+
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
+
+use crate::locate::KeyTree;
+use crate::{ConfigError, GatewayConfig, IdentityConfig};
+
+impl GatewayConfig {
+    /// Parses and validates `text`; `file` is used only in error messages. No file access:
+    /// paths stay as written (see [`GatewayConfig::resolve_paths`]).
+    pub fn from_yaml(file: &Path, text: &str) -> Result<GatewayConfig, ConfigError> {
+        let config: GatewayConfig =
+            serde_saphyr::from_str(text).map_err(|e| parse_error(file, &e))?;
+        config
+            .validate()
+            .map_err(|e| e.in_file(file, |path| KeyTree::parse(text)?.find(path)))?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates the file at `path`, then resolves every relative path in
+    /// it against the file's directory, so the gateway behaves the same whatever directory
+    /// it is started from.
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        let mut config = GatewayConfig::from_yaml(path, &text)?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
+    }
+
+    /// Joins every relative file path (schema, policy, pseudonym secret, TLS, consent keys
+    /// and revocation list, service-account keys) onto `dir`; absolute paths are kept.
+    /// [`GatewayConfig::load`] does this with the file's directory; callers of
+    /// [`GatewayConfig::from_yaml`] do it themselves when the text came from a file.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        self.schema.protos.iter_mut().for_each(join);
+        self.schema.includes.iter_mut().for_each(join);
+        self.schema.mapping.iter_mut().for_each(join);
+        join(&mut self.policy.file);
+        join(&mut self.pseudonym.secret_file);
+        if let Some(tls) = &mut self.tls {
+            join(&mut tls.cert_file);
+            join(&mut tls.key_file);
+        }
+        self.consent.keys.file.iter_mut().for_each(join);
+        if let Some(revocation) = &mut self.consent.revocation {
+            revocation.file.iter_mut().for_each(join);
+        }
+        if let IdentityConfig::ServiceAccount(sa) = &mut self.identity {
+            sa.keys.file.iter_mut().for_each(join);
+        }
+    }
+}
+
+/// The parser's message and position, without its source snippet (one line per error
+/// suits logs and `discreet check` alike).
+fn parse_error(file: &Path, e: &serde_saphyr::Error) -> ConfigError {
+    let location = e.location();
+    let mut message = String::new();
+    for c in DefaultMessageFormatter
+        .format_message(e.without_snippet())
+        .chars()
+    {
+        // The message may quote the file's text; keep control characters out of logs.
+        if c.is_control() {
+            message.extend(c.escape_default());
+        } else {
+            message.push(c);
+        }
+    }
+    ConfigError::Parse {
+        file: file.to_owned(),
+        line: location.map(|l| l.line()).filter(|l| *l > 0),
+        column: location.map(|l| l.column()).filter(|c| *c > 0),
+        message,
+    }
+}

@@ -1,0 +1,341 @@
+//! One test per rejection in `GatewayConfig::validate`, each checking the refused field is
+//! named.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use discreet_config::{GatewayConfig, IdentityConfig, TlsConfig, Upstream};
+use discreet_consent::{CallerConfig, KeySourceConfig, RevocationSourceConfig, SigningAlgorithm};
+
+fn base() -> GatewayConfig {
+    GatewayConfig::from_yaml(Path::new("t.yaml"), common::MINIMAL).unwrap()
+}
+
+/// Applies `mutate` to a valid configuration and checks it is refused for `field`.
+fn refused(field: &str, mutate: impl FnOnce(&mut GatewayConfig)) {
+    let mut config = base();
+    mutate(&mut config);
+    let err = config.validate().expect_err("should be refused");
+    assert_eq!(err.field().as_deref(), Some(field), "{err}");
+    assert!(err.to_string().contains(field), "{err}");
+}
+
+fn remote(address: &str) -> Upstream {
+    Upstream::Remote {
+        address: address.into(),
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+fn service_account() -> CallerConfig {
+    CallerConfig {
+        issuer: "https://k8s".into(),
+        audience: "discreet".into(),
+        algorithms: vec![SigningAlgorithm::RS256],
+        leeway: Duration::from_secs(30),
+        keys: KeySourceConfig::file("jwks.json"),
+    }
+}
+
+#[test]
+fn base_is_valid() {
+    assert!(base().validate().is_ok());
+}
+
+#[test]
+fn empty_methods() {
+    refused("methods", |c| c.methods.clear());
+}
+
+#[test]
+fn malformed_method_name() {
+    refused(r#"methods["GetProfile"]"#, |c| {
+        c.methods
+            .insert("GetProfile".into(), discreet_config::MethodKind::Read);
+    });
+}
+
+#[test]
+fn method_name_without_package() {
+    refused(r#"methods["/ProfileService/GetProfile"]"#, |c| {
+        c.methods.insert(
+            "/ProfileService/GetProfile".into(),
+            discreet_config::MethodKind::Write,
+        );
+    });
+}
+
+#[test]
+fn embedded_profiles_zero() {
+    refused("upstream.embedded.profiles", |c| {
+        c.upstream = Upstream::Embedded { profiles: 0 };
+    });
+}
+
+#[test]
+fn embedded_profiles_absurd() {
+    refused("upstream.embedded.profiles", |c| {
+        c.upstream = Upstream::Embedded {
+            profiles: 50_000_000,
+        };
+    });
+}
+
+#[test]
+fn upstream_address_without_scheme() {
+    refused("upstream.address", |c| {
+        c.upstream = remote("127.0.0.1:50061")
+    });
+}
+
+#[test]
+fn upstream_address_https() {
+    refused("upstream.address", |c| {
+        c.upstream = remote("https://store:443")
+    });
+}
+
+#[test]
+fn upstream_address_with_path() {
+    refused("upstream.address", |c| {
+        c.upstream = remote("http://store:50061/api");
+    });
+}
+
+#[test]
+fn upstream_connect_timeout_zero() {
+    refused("upstream.connect_timeout", |c| {
+        c.upstream = Upstream::Remote {
+            address: "http://store:50061".into(),
+            connect_timeout: Duration::ZERO,
+        };
+    });
+}
+
+#[test]
+fn schema_includes_without_protos() {
+    refused("schema.includes", |c| {
+        c.schema.includes = vec![PathBuf::from("protos")];
+    });
+}
+
+#[test]
+fn schema_mapping_without_protos() {
+    refused("schema.mapping", |c| {
+        c.schema.mapping = Some(PathBuf::from("mapping.yaml"));
+    });
+}
+
+#[test]
+fn policy_file_empty() {
+    refused("policy.file", |c| c.policy.file = PathBuf::new());
+}
+
+#[test]
+fn pseudonym_secret_file_empty() {
+    refused("pseudonym.secret_file", |c| {
+        c.pseudonym.secret_file = PathBuf::new();
+    });
+}
+
+#[test]
+fn tls_cert_file_empty() {
+    refused("tls.cert_file", |c| {
+        c.tls = Some(TlsConfig {
+            cert_file: PathBuf::new(),
+            key_file: "tls.key".into(),
+        });
+    });
+}
+
+#[test]
+fn tls_key_file_empty() {
+    refused("tls.key_file", |c| {
+        c.tls = Some(TlsConfig {
+            cert_file: "tls.crt".into(),
+            key_file: PathBuf::new(),
+        });
+    });
+}
+
+#[test]
+fn static_identity_empty() {
+    refused("identity.static", |c| {
+        c.identity = IdentityConfig::Static(String::new());
+    });
+}
+
+#[test]
+fn static_identity_not_namespace_slash_name() {
+    refused("identity.static", |c| {
+        c.identity = IdentityConfig::Static("recommender".into());
+    });
+}
+
+#[test]
+fn static_identity_with_extra_segment() {
+    refused("identity.static", |c| {
+        c.identity = IdentityConfig::Static("shop/recommender/x".into());
+    });
+}
+
+#[test]
+fn service_account_issuer_empty() {
+    refused("identity.service_account.issuer", |c| {
+        let mut sa = service_account();
+        sa.issuer = " ".into();
+        c.identity = IdentityConfig::ServiceAccount(sa);
+    });
+}
+
+#[test]
+fn service_account_audience_empty() {
+    refused("identity.service_account.audience", |c| {
+        let mut sa = service_account();
+        sa.audience = String::new();
+        c.identity = IdentityConfig::ServiceAccount(sa);
+    });
+}
+
+#[test]
+fn service_account_algorithms_empty() {
+    refused("identity.service_account.algorithms", |c| {
+        let mut sa = service_account();
+        sa.algorithms.clear();
+        c.identity = IdentityConfig::ServiceAccount(sa);
+    });
+}
+
+#[test]
+fn service_account_leeway_too_long() {
+    refused("identity.service_account.leeway", |c| {
+        let mut sa = service_account();
+        sa.leeway = Duration::from_secs(3600);
+        c.identity = IdentityConfig::ServiceAccount(sa);
+    });
+}
+
+#[test]
+fn service_account_keys_both_file_and_url() {
+    refused("identity.service_account.keys", |c| {
+        let mut sa = service_account();
+        sa.keys.url = Some("https://k8s/openid/v1/jwks".into());
+        c.identity = IdentityConfig::ServiceAccount(sa);
+    });
+}
+
+#[test]
+fn consent_issuer_empty() {
+    refused("consent.issuer", |c| c.consent.issuer = String::new());
+}
+
+#[test]
+fn consent_keys_without_source() {
+    refused("consent.keys", |c| {
+        c.consent.keys = KeySourceConfig::file("k.json");
+        c.consent.keys.file = None;
+    });
+}
+
+#[test]
+fn consent_revocation_staleness_below_poll() {
+    refused("consent.revocation", |c| {
+        let mut r = RevocationSourceConfig::file("r.json");
+        r.max_staleness = Duration::from_millis(1);
+        c.consent.revocation = Some(r);
+    });
+}
+
+#[test]
+fn max_message_bytes_too_small() {
+    refused("limits.max_message_bytes", |c| {
+        c.limits.max_message_bytes = 512
+    });
+}
+
+#[test]
+fn max_message_bytes_too_large() {
+    refused("limits.max_message_bytes", |c| {
+        c.limits.max_message_bytes = 65 * 1024 * 1024;
+    });
+}
+
+#[test]
+fn max_concurrent_calls_zero() {
+    refused("limits.max_concurrent_calls", |c| {
+        c.limits.max_concurrent_calls = 0;
+    });
+}
+
+#[test]
+fn max_timeout_zero() {
+    refused("limits.max_timeout", |c| {
+        c.limits.max_timeout = Duration::ZERO
+    });
+}
+
+#[test]
+fn max_timeout_absurd() {
+    refused("limits.max_timeout", |c| {
+        c.limits.max_timeout = Duration::from_secs(7 * 24 * 3600);
+    });
+}
+
+#[test]
+fn default_timeout_zero() {
+    refused("limits.default_timeout", |c| {
+        c.limits.default_timeout = Duration::ZERO;
+    });
+}
+
+#[test]
+fn default_timeout_above_max_timeout() {
+    refused("limits.default_timeout", |c| {
+        c.limits.default_timeout = Duration::from_secs(120);
+    });
+}
+
+#[test]
+fn max_batch_subjects_zero() {
+    refused("limits.max_batch_subjects", |c| {
+        c.limits.max_batch_subjects = 0;
+    });
+}
+
+#[test]
+fn max_consent_tokens_zero() {
+    refused("limits.max_consent_tokens", |c| {
+        c.limits.max_consent_tokens = 0;
+    });
+}
+
+#[test]
+fn max_header_list_bytes_too_small() {
+    refused("limits.max_header_list_bytes", |c| {
+        c.limits.max_header_list_bytes = 100;
+    });
+}
+
+#[test]
+fn max_concurrent_streams_zero() {
+    refused("limits.max_concurrent_streams", |c| {
+        c.limits.max_concurrent_streams = 0;
+    });
+}
+
+#[test]
+fn plan_cache_entries_zero() {
+    refused("limits.plan_cache_entries", |c| {
+        c.limits.plan_cache_entries = 0;
+    });
+}
+
+#[test]
+fn shutdown_grace_absurd() {
+    refused("limits.shutdown_grace", |c| {
+        c.limits.shutdown_grace = Duration::from_secs(2 * 3600);
+    });
+}

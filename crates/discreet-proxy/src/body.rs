@@ -1,0 +1,153 @@
+//! The response body: the store's messages, rewritten one at a time as the caller reads
+//! them. It pulls from the store only when the caller's connection takes data, so a stream
+//! of any length holds at most one message (plus HTTP/2 window) in memory.
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use http_body::{Body, Frame};
+use hyper::body::Incoming;
+use tokio::{sync::OwnedSemaphorePermit, time::Sleep};
+
+use crate::{enforce::ResponseEnforcer, frame::FrameDecoder, metadata, status::CallError};
+
+/// Rewrites the store's response stream.
+#[derive(Debug)]
+pub(crate) struct RewriteBody {
+    upstream: Incoming,
+    decoder: FrameDecoder,
+    enforcer: ResponseEnforcer,
+    deadline: Pin<Box<Sleep>>,
+    unary: bool,
+    messages: u64,
+    decision_id: HeaderValue,
+    done: bool,
+    /// Held until the body is finished or dropped: a stream counts against the
+    /// concurrency limit for as long as it runs.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl RewriteBody {
+    pub(crate) fn new(
+        upstream: Incoming,
+        max_message_bytes: usize,
+        enforcer: ResponseEnforcer,
+        deadline: Pin<Box<Sleep>>,
+        unary: bool,
+        decision_id: HeaderValue,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        RewriteBody {
+            upstream,
+            decoder: FrameDecoder::new(max_message_bytes),
+            enforcer,
+            deadline,
+            unary,
+            messages: 0,
+            decision_id,
+            done: false,
+            _permit: permit,
+        }
+    }
+
+    fn fail(&mut self, error: &CallError) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.done = true;
+        let mut trailers = error.trailers();
+        trailers.insert(metadata::DECISION_ID, self.decision_id.clone());
+        trailers.insert(metadata::DECISION, HeaderValue::from_static("denied"));
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    /// The store sent its trailers: pass on its verdict (code only), or ours when OK.
+    fn finish(&mut self, upstream: &HeaderMap) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Err(e) = self.decoder.finish() {
+            return self.fail(&CallError::UpstreamProtocol(e.to_string()));
+        }
+        match upstream_code(upstream) {
+            Some(tonic::Code::Ok) if self.unary && self.messages == 0 => self.fail(
+                &CallError::UpstreamProtocol("no message for a unary method".into()),
+            ),
+            Some(tonic::Code::Ok) => {
+                self.done = true;
+                Poll::Ready(Some(Ok(Frame::trailers(
+                    self.enforcer.ok_trailers(&self.decision_id),
+                ))))
+            }
+            Some(code) => self.fail(&CallError::UpstreamStatus(code)),
+            None => self.fail(&CallError::UpstreamProtocol("no grpc-status".into())),
+        }
+    }
+}
+
+/// The `grpc-status` of a header block.
+pub(crate) fn upstream_code(headers: &HeaderMap) -> Option<tonic::Code> {
+    let v = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(tonic::Code::from_i32(v))
+}
+
+impl Body for RewriteBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.decoder.next_message() {
+                Ok(Some(message)) => {
+                    this.messages += 1;
+                    if this.unary && this.messages > 1 {
+                        return this.fail(&CallError::UpstreamProtocol(
+                            "more than one message for a unary method".into(),
+                        ));
+                    }
+                    match this.enforcer.message(&message) {
+                        Ok(Some(out)) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                        Ok(None) => continue,
+                        Err(e) => return this.fail(&e),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return this.fail(&CallError::UpstreamProtocol(e.to_string())),
+            }
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                return this.fail(&CallError::DeadlineExceeded);
+            }
+            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.decoder.push(data),
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            return this.finish(&trailers);
+                        }
+                    }
+                },
+                // Reset or connection lost mid-response.
+                Some(Err(_)) => return this.fail(&CallError::UpstreamUnavailable),
+                None => {
+                    return this.fail(&CallError::UpstreamProtocol(
+                        "the response ended without a status".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}

@@ -1,0 +1,225 @@
+//! Step 8 of a read: every response message, rewritten with the compiled plan of the
+//! record's own subject. Synchronous and allocation-light: it runs inside the response
+//! body's poll, once per message.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use discreet_policy::{ConsentGrant, RecordOutcome, Refusal};
+use discreet_redact::{RewriteReport, append_length_delimited, fields, last_string};
+use http::{HeaderMap, HeaderValue};
+
+use crate::{
+    frame,
+    grants::Grants,
+    metadata,
+    plans::{CompiledPlan, PlanCache},
+    policy_state::ActivePolicy,
+    route::{MethodRoute, ResponseShape},
+    status::{CallError, status_value},
+};
+
+/// The most bytes of withheld field paths put in one trailer; past it the list ends `...`.
+const MAX_WITHHELD_TRAILER: usize = 4096;
+
+/// What happened to one record.
+enum Verdict {
+    Released,
+    /// No grant for the record's subject (or no subject): nothing of it goes out.
+    NoGrant,
+    Refused(Refusal),
+}
+
+/// Per-call enforcement state.
+#[derive(Debug)]
+pub(crate) struct ResponseEnforcer {
+    route: Arc<MethodRoute>,
+    active: Arc<ActivePolicy>,
+    plans: Arc<PlanCache>,
+    purpose: Arc<str>,
+    consent_required: bool,
+    grants: Grants,
+    now: i64,
+    /// Withheld before the call reached the store (batch subjects without a grant).
+    pub(crate) withheld_records: u64,
+    pub(crate) released_records: u64,
+    withheld_fields: Vec<Arc<str>>,
+    report: RewriteReport,
+    scratch: Vec<u8>,
+    /// The last plan used and its grant: records of one call mostly share one.
+    last: Option<(ConsentGrant, Arc<CompiledPlan>)>,
+}
+
+impl ResponseEnforcer {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        route: Arc<MethodRoute>,
+        active: Arc<ActivePolicy>,
+        plans: Arc<PlanCache>,
+        purpose: Arc<str>,
+        consent_required: bool,
+        grants: Grants,
+        now: i64,
+        withheld_before: u64,
+    ) -> Self {
+        ResponseEnforcer {
+            route,
+            active,
+            plans,
+            purpose,
+            consent_required,
+            grants,
+            now,
+            withheld_records: withheld_before,
+            released_records: 0,
+            withheld_fields: Vec::new(),
+            report: RewriteReport::default(),
+            scratch: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// Rewrites one response message. `Ok(None)`: the message is withheld whole (a
+    /// stream record without a grant); the call goes on.
+    pub(crate) fn message(&mut self, input: &[u8]) -> Result<Option<Bytes>, CallError> {
+        let mut out = Vec::with_capacity(input.len());
+        match self.route.response {
+            ResponseShape::Record => match self.record(input, &mut out)? {
+                Verdict::Released => {}
+                _ if self.route.server_streaming => {
+                    self.withheld_records += 1;
+                    return Ok(None);
+                }
+                Verdict::NoGrant => return Err(CallError::UnexpectedSubject),
+                Verdict::Refused(r) => return Err(CallError::Refused(r)),
+            },
+            ResponseShape::Envelope { field } => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                for f in fields(input) {
+                    let f = f.map_err(|e| CallError::UpstreamProtocol(e.to_string()))?;
+                    // Only the records are covered by the policy; the envelope's other
+                    // fields are dropped like any unknown field.
+                    if f.number != field || !f.length_delimited {
+                        continue;
+                    }
+                    scratch.clear();
+                    match self.record(f.payload, &mut scratch)? {
+                        Verdict::Released => append_length_delimited(&mut out, field, &scratch),
+                        Verdict::NoGrant | Verdict::Refused(_) => self.withheld_records += 1,
+                    }
+                }
+                self.scratch = scratch;
+            }
+        }
+        Ok(Some(frame::encode(&out)))
+    }
+
+    fn record(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Verdict, CallError> {
+        let subject = last_string(input, &self.route.record_subject)
+            .map_err(|e| CallError::UpstreamProtocol(e.to_string()))?;
+        let grant = match subject.and_then(|s| self.grants.get(s)) {
+            Some(g) if !self.consent_required || g.allows_purpose(&self.purpose) => g.clone(),
+            _ if self.consent_required => return Ok(Verdict::NoGrant),
+            // Not consent-based: no token needed, and no special category either.
+            _ => ConsentGrant::default(),
+        };
+        let plan = self.plan(grant)?;
+        self.report.clear();
+        let (outcome, variant) = plan
+            .plan
+            .apply_variant(input, self.now, out, &mut self.report)
+            .map_err(|e| CallError::UpstreamProtocol(e.to_string()))?;
+        match outcome {
+            RecordOutcome::Released => {
+                self.released_records += 1;
+                for path in plan.withheld(variant) {
+                    self.note_withheld(path);
+                }
+                // Withheld at run time (stale, or a transform that did not apply).
+                if !self.report.withheld.is_empty() {
+                    let served_by = plan.plan.redaction_plan(variant);
+                    let runtime: Vec<Arc<str>> = self
+                        .report
+                        .withheld
+                        .iter()
+                        .map(|id| Arc::from(served_by.path(*id)))
+                        .collect();
+                    for path in &runtime {
+                        self.note_withheld(path);
+                    }
+                }
+                Ok(Verdict::Released)
+            }
+            RecordOutcome::Refused(r) => Ok(Verdict::Refused(r)),
+        }
+    }
+
+    fn plan(&mut self, grant: ConsentGrant) -> Result<Arc<CompiledPlan>, CallError> {
+        if let Some((g, plan)) = &self.last
+            && *g == grant
+        {
+            return Ok(Arc::clone(plan));
+        }
+        let plan = self
+            .plans
+            .get(&self.active, &self.route.record_type, &self.purpose, &grant)
+            .map_err(CallError::Policy)?;
+        self.last = Some((grant, Arc::clone(&plan)));
+        Ok(plan)
+    }
+
+    fn note_withheld(&mut self, path: &Arc<str>) {
+        if !self.withheld_fields.iter().any(|p| p == path) {
+            self.withheld_fields.push(Arc::clone(path));
+        }
+    }
+
+    /// The trailers of a call that completed: OK, plus what was withheld.
+    pub(crate) fn ok_trailers(&self, decision_id: &HeaderValue) -> HeaderMap {
+        let mut t = HeaderMap::with_capacity(6);
+        t.insert("grpc-status", status_value(tonic::Code::Ok));
+        t.insert(metadata::DECISION_ID, decision_id.clone());
+        let partial = self.withheld_records > 0 || !self.withheld_fields.is_empty();
+        t.insert(
+            metadata::DECISION,
+            HeaderValue::from_static(if partial { "partial" } else { "allowed" }),
+        );
+        if let Ok(v) = HeaderValue::from_str(&self.active.policy.version) {
+            t.insert(metadata::POLICY_VERSION, v);
+        }
+        if !self.withheld_fields.is_empty() {
+            let mut list = String::new();
+            for p in &self.withheld_fields {
+                if list.len() + p.len() + 1 > MAX_WITHHELD_TRAILER {
+                    list.push_str(",...");
+                    break;
+                }
+                if !list.is_empty() {
+                    list.push(',');
+                }
+                list.push_str(p);
+            }
+            if let Ok(v) = HeaderValue::from_str(&list) {
+                t.insert(metadata::WITHHELD_FIELDS, v);
+            }
+        }
+        if self.route.server_streaming
+            || matches!(self.route.response, ResponseShape::Envelope { .. })
+        {
+            t.insert(
+                metadata::WITHHELD_RECORDS,
+                HeaderValue::from(self.withheld_records),
+            );
+        }
+        t
+    }
+}
+
+impl std::fmt::Debug for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Released => f.write_str("Released"),
+            Verdict::NoGrant => f.write_str("NoGrant"),
+            Verdict::Refused(r) => write!(f, "Refused({r})"),
+        }
+    }
+}

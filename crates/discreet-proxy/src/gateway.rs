@@ -1,0 +1,240 @@
+//! Starting and stopping the gateway from a [`GatewayConfig`].
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use discreet_config::{GatewayConfig, Upstream};
+use discreet_consent::ConsentService;
+use discreet_schema::{Schema, SchemaMapping};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+    task::JoinHandle,
+};
+use tonic_health::ServingStatus;
+
+use crate::{
+    Clock, DecisionIds, caller::CallerAuth, local::LocalServices, plans::PlanCache,
+    policy_state::PolicyState, route::MethodTable, server, service::Core, upstream::UpstreamClient,
+};
+
+/// How often the policy file is polled besides file-system events.
+const POLICY_POLL: Duration = Duration::from_secs(1);
+
+/// Start-up choices that are not configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The clock for record guards.
+    pub clock: Clock,
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    local_addr: SocketAddr,
+    upstream_addr: String,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    core: Arc<Core>,
+    policy_watch: Option<JoinHandle<()>>,
+    embedded: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Loads schema, policy, keys and secret, connects nothing yet (the store connection
+    /// is made on the first call), and starts serving on `listener`. Every problem with
+    /// the configuration is reported here, before a call is accepted.
+    pub async fn start(
+        config: &GatewayConfig,
+        listener: TcpListener,
+        options: Options,
+    ) -> Result<Gateway, String> {
+        let schema = Arc::new(load_schema(config)?);
+        let routes = MethodTable::build(&schema, &config.methods)?;
+        let policy = Arc::new(PolicyState::load(&config.policy.file, Arc::clone(&schema))?);
+        let secret = discreet_config::load_pseudonym_secret(&config.pseudonym.secret_file)
+            .map_err(|e| e.to_string())?;
+        let consent = ConsentService::start(&config.consent)
+            .await
+            .map_err(|e| e.to_string())?;
+        let callers = CallerAuth::start(&config.identity).await?;
+        let local = LocalServices::new(&schema.pool().encode_to_vec())?;
+        let tls = match &config.tls {
+            Some(t) => Some(server::tls_acceptor(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let (upstream_addr, connect_timeout, embedded) = match &config.upstream {
+            Upstream::Embedded { profiles } => {
+                let (addr, task) = start_embedded(*profiles, stop_rx.clone()).await?;
+                (addr, Duration::from_secs(2), Some(task))
+            }
+            Upstream::Remote {
+                address,
+                connect_timeout,
+            } => {
+                let authority = address
+                    .strip_prefix("http://")
+                    .ok_or_else(|| {
+                        format!("upstream address {address}: expected http://host:port")
+                    })?
+                    .trim_end_matches('/')
+                    .to_owned();
+                (authority, *connect_timeout, None)
+            }
+        };
+        let core = Arc::new(Core {
+            routes,
+            policy: Arc::clone(&policy),
+            plans: Arc::new(PlanCache::new(
+                config.limits.plan_cache_entries,
+                Arc::clone(&schema),
+                Arc::from(secret),
+            )),
+            callers,
+            consent,
+            upstream: UpstreamClient::new(upstream_addr.clone(), connect_timeout),
+            limits: config.limits.clone(),
+            admission: Arc::new(Semaphore::new(config.limits.max_concurrent_calls)),
+            clock: options.clock,
+            local,
+            decision_ids: DecisionIds::new(),
+        });
+        for service in config
+            .methods
+            .keys()
+            .filter_map(|m| m.strip_prefix('/').and_then(|m| m.split_once('/')))
+            .map(|(s, _)| s)
+        {
+            core.local
+                .reporter
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
+        }
+        core.local
+            .reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        let policy_watch = config
+            .policy
+            .watch
+            .then(|| Arc::clone(&policy).watch(POLICY_POLL));
+        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut shutdown = stop_rx;
+        let server = tokio::spawn(server::serve(
+            listener,
+            tls,
+            Arc::clone(&core),
+            config.limits.clone(),
+            async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            },
+        ));
+        let active = policy.current();
+        tracing::info!(
+            listen = %local_addr,
+            upstream = %upstream_addr,
+            policy.version = %active.policy.version,
+            "discreet gateway serving"
+        );
+        Ok(Gateway {
+            local_addr,
+            upstream_addr,
+            stop,
+            server,
+            core,
+            policy_watch,
+            embedded,
+        })
+    }
+
+    /// Where the gateway accepts calls.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The store's `host:port` (for `embedded`, the in-process store's loopback port).
+    #[must_use]
+    pub fn upstream_addr(&self) -> &str {
+        &self.upstream_addr
+    }
+
+    /// Stops accepting, tells health checkers, and drains calls in flight (up to the
+    /// configured grace period).
+    pub async fn shutdown(self) {
+        self.core
+            .local
+            .reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        if let Some(w) = self.policy_watch {
+            w.abort();
+        }
+        if let Some(e) = self.embedded {
+            let _ = e.await;
+        }
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining calls in flight");
+        self.shutdown().await;
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn load_schema(config: &GatewayConfig) -> Result<Schema, String> {
+    let s = &config.schema;
+    let mut schema = if s.protos.is_empty() {
+        Schema::from_descriptor_set(discreet_proto::FILE_DESCRIPTOR_SET)
+    } else {
+        Schema::from_protos(&s.protos, &s.includes)
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(path) = &s.mapping {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mapping = SchemaMapping::parse(path, &text).map_err(|e| e.to_string())?;
+        schema
+            .apply_mapping(&mapping, path)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(schema)
+}
+
+/// The reference store, in-process on a loopback port: the quick start and tests get a
+/// real gRPC upstream without a second process.
+async fn start_embedded(
+    profiles: usize,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(String, JoinHandle<()>), String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("embedded store: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let store = profile_store::ProfileStore::new(profile_store::Dataset::generate(profiles));
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = profile_store::serve(store, listener, shutdown).await {
+            tracing::error!(error = %e, "embedded profile store stopped");
+        }
+    });
+    Ok((addr.to_string(), task))
+}

@@ -1,0 +1,88 @@
+//! The Discreet gateway: an HTTP/2 gRPC server that puts purpose, consent and policy on
+//! every read of a profile store.
+//!
+//! The request path is in [`service`](crate::service) (one call, step by step, with the
+//! reason for the order); the one table from failures to gRPC statuses is in
+//! [`status`](crate::status). Pure decisions live in the policy, redaction and consent
+//! crates; this crate is the I/O around them.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), String> {
+//! let config = discreet_config::GatewayConfig::load("config/discreet.yaml".as_ref())
+//!     .map_err(|e| e.to_string())?;
+//! let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| e.to_string())?;
+//! let gateway = discreet_proxy::Gateway::start(&config, listener, discreet_proxy::Options::default()).await?;
+//! gateway.run_until_signal().await;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod body;
+mod caller;
+mod enforce;
+mod frame;
+mod gateway;
+mod grants;
+mod local;
+mod metadata;
+mod plans;
+mod policy_state;
+mod route;
+mod server;
+mod service;
+mod status;
+mod upstream;
+
+pub use gateway::{Gateway, Options};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The clock that record guards (age, freshness) read. Token expiry always uses the
+/// system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// A fixed instant (seconds since the epoch): for tests and reproducible demos
+    /// against a data set dated relative to one instant.
+    Fixed(i64),
+}
+
+impl Clock {
+    /// Seconds since the epoch.
+    #[must_use]
+    pub fn now(self) -> i64 {
+        match self {
+            Clock::System => i64::try_from(discreet_consent::unix_now()).unwrap_or(i64::MAX),
+            Clock::Fixed(t) => t,
+        }
+    }
+}
+
+/// Decision ids: a random per-process prefix and a counter. Unique across replicas and
+/// restarts without a random draw per call.
+#[derive(Debug)]
+pub(crate) struct DecisionIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl DecisionIds {
+    pub(crate) fn new() -> Self {
+        use rand_core::{OsRng, RngCore};
+        let mut bytes = [0u8; 8];
+        OsRng.fill_bytes(&mut bytes);
+        DecisionIds {
+            prefix: hex::encode(bytes),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next(&self) -> http::HeaderValue {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        http::HeaderValue::from_str(&format!("{}-{n:012x}", self.prefix))
+            .unwrap_or(http::HeaderValue::from_static("unknown"))
+    }
+}

@@ -1,0 +1,183 @@
+//! The active policy and its hot reload. Calls take an `Arc` of the active version at
+//! their start and keep it to their end, so a reload never changes the rules under a
+//! call in flight, and a call never waits for a reload.
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use discreet_policy::Policy;
+use discreet_schema::Schema;
+use sha2::{Digest, Sha256};
+
+/// One loaded policy version.
+#[derive(Debug)]
+pub(crate) struct ActivePolicy {
+    pub(crate) policy: Policy,
+    /// Counts loads in this process: plans are cached by it, so a reload whose `version`
+    /// string was not bumped still gets fresh plans.
+    pub(crate) generation: u64,
+    digest: [u8; 32],
+}
+
+/// What a reload attempt did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reload {
+    Unchanged,
+    Loaded {
+        version: String,
+        generation: u64,
+    },
+    /// The file does not parse or validate; the previous version stays active. The
+    /// message names the file, line and problem of each error.
+    Rejected(String),
+}
+
+/// The active policy, swapped atomically on reload.
+#[derive(Debug)]
+pub(crate) struct PolicyState {
+    path: PathBuf,
+    schema: Arc<Schema>,
+    current: RwLock<Arc<ActivePolicy>>,
+    generations: AtomicU64,
+    /// The digest of the last rejected file, so a bad file is reported once, not on every
+    /// poll.
+    last_rejected: RwLock<Option<[u8; 32]>>,
+}
+
+impl PolicyState {
+    /// Loads the policy at start-up: an invalid policy is fatal here (there is no last
+    /// good version to fall back to).
+    pub(crate) fn load(path: &Path, schema: Arc<Schema>) -> Result<PolicyState, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read policy: {e}", path.display()))?;
+        let policy = parse(path, &text, &schema)?;
+        Ok(PolicyState {
+            path: path.to_owned(),
+            schema,
+            current: RwLock::new(Arc::new(ActivePolicy {
+                policy,
+                generation: 1,
+                digest: Sha256::digest(text.as_bytes()).into(),
+            })),
+            generations: AtomicU64::new(1),
+            last_rejected: RwLock::new(None),
+        })
+    }
+
+    /// The active version.
+    pub(crate) fn current(&self) -> Arc<ActivePolicy> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            // A writer panicked mid-swap; the Arc inside is still a whole policy.
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Re-reads the file; activates it if it changed and is valid.
+    pub(crate) fn reload(&self) -> Reload {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                // Mid-replacement (a ConfigMap symlink swap) the file can briefly vanish.
+                return Reload::Rejected(format!(
+                    "{}: cannot read policy: {e}",
+                    self.path.display()
+                ));
+            }
+        };
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if digest == self.current().digest {
+            return Reload::Unchanged;
+        }
+        if let Ok(last) = self.last_rejected.read()
+            && *last == Some(digest)
+        {
+            return Reload::Unchanged;
+        }
+        match parse(&self.path, &text, &self.schema) {
+            Ok(policy) => {
+                let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                let version = policy.version.clone();
+                let next = Arc::new(ActivePolicy {
+                    policy,
+                    generation,
+                    digest,
+                });
+                match self.current.write() {
+                    Ok(mut guard) => *guard = next,
+                    Err(poisoned) => *poisoned.into_inner() = next,
+                }
+                Reload::Loaded {
+                    version,
+                    generation,
+                }
+            }
+            Err(message) => {
+                if let Ok(mut last) = self.last_rejected.write() {
+                    *last = Some(digest);
+                }
+                Reload::Rejected(message)
+            }
+        }
+    }
+
+    /// Watches the file until the returned task is aborted: file-system events wake it
+    /// at once, and a poll catches what events miss (network file systems, and the
+    /// symlink swap Kubernetes uses to update a mounted ConfigMap).
+    pub(crate) fn watch(self: Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        // Watch the directory, not the file: an atomic replace gives the path a new inode.
+        let watcher = self.path.parent().and_then(|dir| {
+            use notify::Watcher;
+            let mut w = notify::recommended_watcher(move |_event| {
+                let _ = tx.try_send(());
+            })
+            .ok()?;
+            w.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;
+            Some(w)
+        });
+        tokio::spawn(async move {
+            let _watcher = watcher; // kept alive as long as the task
+            loop {
+                tokio::select! {
+                    _ = rx.recv() => {
+                        // Let an editor or `kubectl` finish writing before reading.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    () = tokio::time::sleep(poll) => {}
+                }
+                match self.reload() {
+                    Reload::Unchanged => {}
+                    Reload::Loaded {
+                        version,
+                        generation,
+                    } => {
+                        tracing::info!(policy.version = %version, policy.generation = generation, "policy reloaded");
+                    }
+                    Reload::Rejected(message) => {
+                        let active = self.current();
+                        tracing::error!(
+                            policy.version = %active.policy.version,
+                            "policy file rejected, keeping the active version: {message}"
+                        );
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn parse(path: &Path, text: &str, schema: &Schema) -> Result<Policy, String> {
+    Policy::parse(path, text, schema).map_err(|diagnostics| {
+        diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}

@@ -1,0 +1,311 @@
+//! One call, step by step (DESIGN.md, "One read"). The order is the point:
+//!
+//! 1. local services (health, reflection) first: probes must answer under any load and
+//!    need no identity;
+//! 2. admission next: a call over the concurrency limit is refused before it costs a
+//!    token verification;
+//! 3. protocol and route before identity: an unknown method is refused without doing
+//!    work for it;
+//! 4. caller, then purpose, then consent: each needs the one before (the purpose must be
+//!    allowed for *this* caller; consent is checked for *this* purpose);
+//! 5. the request body is read only after all of that: an unauthenticated caller cannot
+//!    make us buffer megabytes;
+//! 6. subjects, then forward, then the response is rewritten as it streams back.
+//!
+//! Every step returns a [`CallError`] on failure, and `status.rs` turns it into the
+//! gRPC status; nothing here writes a status by hand.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use discreet_config::Limits;
+use discreet_consent::ConsentService;
+use discreet_policy::LegalBasis;
+use discreet_redact::{extract_strings, fields, last_string};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tokio::{sync::Semaphore, time::Instant};
+use tonic::body::Body;
+
+use crate::{
+    Clock, DecisionIds,
+    body::{RewriteBody, upstream_code},
+    caller::CallerAuth,
+    enforce::ResponseEnforcer,
+    frame::{FrameDecoder, encode},
+    grants,
+    local::LocalServices,
+    metadata,
+    plans::PlanCache,
+    policy_state::PolicyState,
+    route::{MethodTable, SubjectField},
+    status::CallError,
+    upstream::UpstreamClient,
+};
+
+/// Everything a call needs, shared by all calls.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) routes: MethodTable,
+    pub(crate) policy: Arc<PolicyState>,
+    pub(crate) plans: Arc<PlanCache>,
+    pub(crate) callers: CallerAuth,
+    pub(crate) consent: ConsentService,
+    pub(crate) upstream: UpstreamClient,
+    pub(crate) limits: Limits,
+    pub(crate) admission: Arc<Semaphore>,
+    pub(crate) clock: Clock,
+    pub(crate) local: LocalServices,
+    pub(crate) decision_ids: DecisionIds,
+}
+
+impl Core {
+    /// Serves one HTTP/2 request. Never fails: every failure is a gRPC status.
+    pub(crate) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path();
+        if let Some(local) = self.local.route(path) {
+            return local.call(request).await;
+        }
+        if request.method() != http::Method::POST {
+            return http_error(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        // gRPC over HTTP/2: anything but application/grpc[+proto|;...] is not for us,
+        // and the protocol says to answer 415 rather than a gRPC status.
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct == "application/grpc"
+                    || ct.starts_with("application/grpc+proto")
+                    || ct.starts_with("application/grpc;")
+            });
+        if !grpc {
+            return http_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        }
+        let decision_id = self.decision_ids.next();
+        match self.enforce(request, &decision_id).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::info!(decision.id = ?decision_id, grpc.code = ?e.code(), "call refused: {e}");
+                trailers_only(&e, &decision_id)
+            }
+        }
+    }
+
+    async fn enforce(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        decision_id: &HeaderValue,
+    ) -> Result<Response<Body>, CallError> {
+        let permit = Arc::clone(&self.admission)
+            .try_acquire_owned()
+            .map_err(|_| CallError::Overloaded)?;
+        let route = self
+            .routes
+            .get(request.uri().path())
+            .cloned()
+            .ok_or_else(|| CallError::UnknownMethod(request.uri().path().to_owned()))?;
+        tracing::debug!(method = %route.path, kind = ?route.kind, decision.id = ?decision_id, "routed");
+        let timeout = metadata::timeout(
+            request.headers(),
+            self.limits.default_timeout,
+            self.limits.max_timeout,
+        )
+        .map_err(CallError::RequestMetadata)?;
+        let deadline = Instant::now() + timeout;
+        let (parts, body) = request.into_parts();
+
+        let before_response = async {
+            let caller = self.callers.identify(&parts.headers).await?;
+            let purpose = metadata::purpose(&parts.headers).map_err(CallError::Purpose)?;
+            let active = self.policy.current();
+            let consent_required = active
+                .policy
+                .check_caller(&caller, purpose)
+                .map_err(CallError::Access)?
+                .legal_basis
+                == LegalBasis::Consent;
+            let purpose: Arc<str> = Arc::from(purpose);
+            let grants = grants::verify(
+                &self.consent,
+                &parts.headers,
+                self.limits.max_consent_tokens,
+            )
+            .await?;
+            let message = read_one_message(body, self.limits.max_message_bytes).await?;
+            let (message, withheld_before) = match &route.request_subjects {
+                Some(field) => {
+                    self.admit_subjects(field, message, &grants, &purpose, consent_required)?
+                }
+                None => (message, 0),
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let mut upstream_request = Request::new(Full::new(encode(&message)));
+            *upstream_request.method_mut() = http::Method::POST;
+            *upstream_request.uri_mut() = self.upstream.uri(&route.path)?;
+            *upstream_request.headers_mut() = metadata::upstream_headers(
+                &parts.headers,
+                &caller,
+                u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+            );
+            let response = self.upstream.send(upstream_request).await?;
+            let enforcer = ResponseEnforcer::new(
+                Arc::clone(&route),
+                active,
+                Arc::clone(&self.plans),
+                purpose,
+                consent_required,
+                grants,
+                self.clock.now(),
+                withheld_before,
+            );
+            Ok::<_, CallError>((response, enforcer))
+        };
+        let (response, enforcer) = tokio::time::timeout_at(deadline, before_response)
+            .await
+            .map_err(|_| CallError::DeadlineExceeded)??;
+
+        let (head, upstream_body) = response.into_parts();
+        if head.status != StatusCode::OK {
+            return Err(match head.status {
+                StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::GATEWAY_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS => CallError::UpstreamUnavailable,
+                other => CallError::UpstreamProtocol(format!("HTTP status {}", other.as_u16())),
+            });
+        }
+        // Trailers-only: the store answered with a status and no messages.
+        if let Some(code) = upstream_code(&head.headers) {
+            if code != tonic::Code::Ok {
+                return Err(CallError::UpstreamStatus(code));
+            }
+            if !route.server_streaming {
+                return Err(CallError::UpstreamProtocol(
+                    "no message for a unary method".into(),
+                ));
+            }
+        }
+        let body = RewriteBody::new(
+            upstream_body,
+            self.limits.max_message_bytes,
+            enforcer,
+            Box::pin(tokio::time::sleep_until(deadline)),
+            !route.server_streaming,
+            decision_id.clone(),
+            permit,
+        );
+        // The store's response headers are not passed on: only what we set here.
+        let mut response = Response::new(Body::new(body));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        Ok(response)
+    }
+
+    /// Step 6: the subjects the request names. A single subject without a grant refuses
+    /// the call; a batch loses the subjects without one (the store never sees them) and
+    /// the count is reported in the trailers.
+    fn admit_subjects(
+        &self,
+        field: &SubjectField,
+        message: Bytes,
+        grants: &grants::Grants,
+        purpose: &str,
+        consent_required: bool,
+    ) -> Result<(Bytes, u64), CallError> {
+        if !field.repeated {
+            let subject = last_string(&message, &field.path)
+                .map_err(CallError::RequestMessage)?
+                .filter(|s| !s.is_empty())
+                .ok_or(CallError::NoSubject)?;
+            if consent_required && !grants.allows(subject, purpose) {
+                return Err(CallError::SubjectWithoutConsent);
+            }
+            return Ok((message, 0));
+        }
+        let mut subjects = Vec::new();
+        extract_strings(&message, &field.path, &mut subjects).map_err(CallError::RequestMessage)?;
+        if subjects.len() > self.limits.max_batch_subjects {
+            return Err(CallError::TooManySubjects(self.limits.max_batch_subjects));
+        }
+        if !consent_required || subjects.iter().all(|s| grants.allows(s, purpose)) {
+            return Ok((message, 0));
+        }
+        let number = field.path.first().copied().unwrap_or(0);
+        let mut kept = Vec::with_capacity(message.len());
+        let mut withheld = 0u64;
+        for f in fields(&message) {
+            let f = f.map_err(CallError::RequestMessage)?;
+            if f.number == number && f.length_delimited {
+                let subject = std::str::from_utf8(f.payload).unwrap_or("");
+                if !grants.allows(subject, purpose) {
+                    withheld += 1;
+                    continue;
+                }
+            }
+            kept.extend_from_slice(f.raw);
+        }
+        Ok((Bytes::from(kept), withheld))
+    }
+}
+
+/// Reads the request body: exactly one message, no larger than the limit.
+async fn read_one_message(body: Incoming, max_message_bytes: usize) -> Result<Bytes, CallError> {
+    // A little over one frame: a second frame is a cardinality error, not an overflow.
+    let limit = max_message_bytes.saturating_add(2 * crate::frame::HEADER_LEN);
+    let collected = Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            CallError::RequestFrame(crate::frame::FrameError::TooLarge {
+                declared: u64::try_from(limit).unwrap_or(u64::MAX),
+                limit: max_message_bytes,
+            })
+        } else {
+            CallError::RequestBody
+        }
+    })?;
+    let mut decoder = FrameDecoder::new(max_message_bytes);
+    decoder.push(collected.to_bytes());
+    let first = decoder.next_message().map_err(CallError::RequestFrame)?;
+    let Some(message) = first else {
+        // No complete frame: an empty body is a cardinality error, a partial one a
+        // malformed frame.
+        decoder.finish().map_err(CallError::RequestFrame)?;
+        return Err(CallError::RequestCardinality);
+    };
+    match decoder.next_message() {
+        Ok(None) => {}
+        Ok(Some(_)) | Err(crate::frame::FrameError::TooLarge { .. }) => {
+            return Err(CallError::RequestCardinality);
+        }
+        Err(e) => return Err(CallError::RequestFrame(e)),
+    }
+    decoder
+        .finish()
+        .map_err(|_| CallError::RequestCardinality)?;
+    Ok(message)
+}
+
+/// A gRPC error with no body: status in the headers (the protocol's "Trailers-Only").
+fn trailers_only(error: &CallError, decision_id: &HeaderValue) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.extend(error.trailers());
+    headers.insert(metadata::DECISION_ID, decision_id.clone());
+    headers.insert(metadata::DECISION, HeaderValue::from_static("denied"));
+    response
+}
+
+fn http_error(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,94 @@
+//! Step 7 of a read: the store, over one multiplexed HTTP/2 (h2c) connection that is
+//! re-established when it drops. The store listens on loopback beside us, so one
+//! connection carries every call without head-of-line trouble worth a pool.
+use std::{sync::Mutex, time::Duration};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::Full;
+use hyper::{body::Incoming, client::conn::http2::SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::status::CallError;
+
+/// The store's address and the live connection to it.
+#[derive(Debug)]
+pub(crate) struct UpstreamClient {
+    authority: String,
+    connect_timeout: Duration,
+    sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
+}
+
+impl UpstreamClient {
+    /// `authority` is `host:port`.
+    pub(crate) fn new(authority: String, connect_timeout: Duration) -> Self {
+        UpstreamClient {
+            authority,
+            connect_timeout,
+            sender: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn uri(&self, path: &str) -> Result<Uri, CallError> {
+        format!("http://{}{path}", self.authority)
+            .parse()
+            .map_err(|_| CallError::UnknownMethod(path.to_owned()))
+    }
+
+    /// Sends one request; any failure to reach the store is UNAVAILABLE.
+    pub(crate) async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, CallError> {
+        let mut sender = self.sender().await?;
+        match sender.send_request(request).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "profile store request failed");
+                if let Ok(mut guard) = self.sender.lock() {
+                    *guard = None;
+                }
+                Err(CallError::UpstreamUnavailable)
+            }
+        }
+    }
+
+    async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        if let Ok(guard) = self.sender.lock()
+            && let Some(s) = guard.as_ref()
+            && !s.is_closed()
+        {
+            return Ok(s.clone());
+        }
+        let s = self.connect().await?;
+        if let Ok(mut guard) = self.sender.lock() {
+            *guard = Some(s.clone());
+        }
+        Ok(s)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
+            .await
+            .map_err(|_| CallError::UpstreamUnavailable)?
+            .map_err(|e| {
+                tracing::warn!(upstream = %self.authority, error = %e, "cannot connect to the profile store");
+                CallError::UpstreamUnavailable
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| CallError::UpstreamUnavailable)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "profile store connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
