@@ -35,6 +35,9 @@ pub(crate) async fn serve(
         // the server reset streams too often is closed.
         .max_pending_accept_reset_streams(Some(64))
         .max_local_error_reset_streams(Some(256))
+        // What a stream may queue toward a slow reader beyond its window (hyper's default
+        // is 400 KiB): with the upstream window this bounds a stream's memory.
+        .max_send_buf_size(128 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     let builder = Arc::new(builder);

@@ -79,6 +79,11 @@ impl UpstreamClient {
         let _ = stream.set_nodelay(true);
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            // Flow-control windows bound what one stream can have in flight from the
+            // store while the caller reads slowly: 256 KiB per stream, 4 MiB in all.
+            .initial_stream_window_size(256 * 1024)
+            .initial_connection_window_size(4 * 1024 * 1024)
+            .adaptive_window(false)
             .keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
             .handshake(TokioIo::new(stream))

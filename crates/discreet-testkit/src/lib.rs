@@ -111,6 +111,15 @@ impl Harness {
             .map_or_else(|| ([127, 0, 0, 1], 0).into(), Gateway::local_addr)
     }
 
+    /// The store's `host:port` behind the gateway (to read records unenforced, as a
+    /// reference).
+    #[must_use]
+    pub fn upstream_addr(&self) -> String {
+        self.gateway
+            .as_ref()
+            .map_or_else(String::new, |g| g.upstream_addr().to_owned())
+    }
+
     /// The temporary directory holding the configuration, policy and keys.
     #[must_use]
     pub fn dir(&self) -> &Path {

@@ -1,0 +1,101 @@
+//! Helpers shared by the integration tests.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use discreet_proto::profile::v1::{
+    GetProfileRequest, Profile, profile_service_client::ProfileServiceClient,
+};
+use discreet_testkit::Harness;
+use tonic::{Code, transport::Channel};
+
+/// Each purpose of the shipped policy and a caller allowed to declare it.
+pub const PURPOSES: [(&str, &str); 5] = [
+    ("personalize", "shop/recommender"),
+    ("marketing.communications.email", "marketing/mailer"),
+    ("essential.fraud_detection", "risk/scorer"),
+    ("essential.service.operations.support", "support/desk"),
+    ("analytics.reporting", "analytics/warehouse"),
+];
+
+/// The caller for `purpose`.
+pub fn caller_for(purpose: &str) -> &'static str {
+    PURPOSES
+        .iter()
+        .find(|(p, _)| *p == purpose)
+        .map(|(_, c)| *c)
+        .unwrap()
+}
+
+/// `GetProfile` for `subject` as `purpose`'s caller with a consent token granting it.
+pub async fn get(
+    h: &Harness,
+    subject: &str,
+    purpose: &str,
+) -> Result<tonic::Response<Profile>, tonic::Status> {
+    let consent = h.consent(subject, &[purpose]).unwrap();
+    get_with(h, subject, purpose, &[consent]).await
+}
+
+/// `GetProfile` with these consent tokens.
+pub async fn get_with(
+    h: &Harness,
+    subject: &str,
+    purpose: &str,
+    consents: &[String],
+) -> Result<tonic::Response<Profile>, tonic::Status> {
+    let mut client = h.client().await.unwrap();
+    let request = h
+        .request(
+            GetProfileRequest {
+                subject_id: subject.into(),
+            },
+            caller_for(purpose),
+            purpose,
+            consents,
+        )
+        .unwrap();
+    client.get_profile(request).await
+}
+
+/// The record as the store holds it, read directly (no enforcement).
+pub async fn raw(h: &Harness, subject: &str) -> Profile {
+    let channel = Channel::from_shared(format!("http://{}", h.upstream_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ProfileServiceClient::new(channel)
+        .get_profile(GetProfileRequest {
+            subject_id: subject.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Asserts a refusal with `code`.
+pub fn assert_refused<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: Code,
+) -> tonic::Status {
+    match result {
+        Ok(r) => panic!("expected {code:?}, got a response: {r:?}"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{s:?}");
+            s
+        }
+    }
+}
+
+/// A trailer (tonic merges trailers into the response metadata for unary calls).
+pub fn meta<T>(r: &tonic::Response<T>, key: &str) -> String {
+    r.metadata()
+        .get(key)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
