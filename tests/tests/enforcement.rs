@@ -284,3 +284,55 @@ async fn a_stream_is_rewritten_record_by_record() {
     assert!(withheld > 10, "{withheld}");
     h.shutdown().await;
 }
+
+/// A special category is released only under a token that names both the category and
+/// this purpose; analytics needs no consent for the rest of the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_categories_need_a_grant_for_this_purpose() {
+    let h = Harness::start().await.unwrap();
+    let subject = "persona-ethnicity";
+    let purpose = "analytics.reporting";
+    let ethnicity = "user.demographic.race_ethnicity";
+    let token = |purposes: &[&str], special: &[&str]| {
+        h.keys
+            .consent_token(
+                subject,
+                purposes,
+                special,
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap()
+            .0
+    };
+    let ethnicity_of = |p: Profile| p.demographics.unwrap_or_default().ethnicity;
+    let none = get_with(&h, subject, purpose, &[])
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        ethnicity_of(none).is_empty(),
+        "no token: no special category"
+    );
+    let other_purpose = get_with(
+        &h,
+        subject,
+        purpose,
+        &[token(&["personalize"], &[ethnicity])],
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(
+        ethnicity_of(other_purpose).is_empty(),
+        "granted for another purpose only"
+    );
+    let granted = get_with(&h, subject, purpose, &[token(&[purpose], &[ethnicity])])
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !ethnicity_of(granted).is_empty(),
+        "granted for this purpose"
+    );
+    h.shutdown().await;
+}

@@ -116,8 +116,11 @@ impl ResponseEnforcer {
     fn record(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Verdict, CallError> {
         let subject = last_string(input, &self.route.record_subject)
             .map_err(|e| CallError::UpstreamProtocol(e.to_string()))?;
+        // Special categories in a token are consented to for the token's purposes only:
+        // a token that does not name this purpose opens nothing, even where the purpose
+        // needs no consent to read the rest of the record.
         let grant = match subject.and_then(|s| self.grants.get(s)) {
-            Some(g) if !self.consent_required || g.allows_purpose(&self.purpose) => g.clone(),
+            Some(g) if g.allows_purpose(&self.purpose) => g.clone(),
             _ if self.consent_required => return Ok(Verdict::NoGrant),
             // Not consent-based: no token needed, and no special category either.
             _ => ConsentGrant::default(),
