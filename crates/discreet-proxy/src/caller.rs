@@ -46,9 +46,7 @@ impl CallerAuth {
 fn bearer_token(headers: &HeaderMap) -> Result<&str, CallError> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(CallError::Caller(ConsentError::MissingClaim(
-            "authorization",
-        )));
+        return Err(CallError::NoCallerToken);
     };
     value
         .to_str()

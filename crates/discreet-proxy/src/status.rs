@@ -21,6 +21,8 @@ pub(crate) enum CallError {
     UnknownMethod(String),
     #[error("caller not authenticated: {0}")]
     Caller(ConsentError),
+    #[error("caller not authenticated: send `authorization: Bearer <service-account token>`")]
+    NoCallerToken,
     #[error("declare exactly one purpose in the `x-discreet-purpose` metadata")]
     Purpose(&'static str),
     #[error("{0}")]
@@ -70,6 +72,7 @@ impl CallError {
             UpstreamUnavailable => Code::Unavailable,
             UnknownMethod(_) | RequestCardinality => Code::Unimplemented,
             Caller(e) | Consent(e) => consent_code(e),
+            NoCallerToken => Code::Unauthenticated,
             Purpose(_) | NoSubject | RequestMessage(_) | RequestMetadata(_) => {
                 Code::InvalidArgument
             }
