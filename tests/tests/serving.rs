@@ -1,0 +1,191 @@
+//! Serving basics: load shedding, graceful drain, TLS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_refused, caller_for, get};
+use discreet_proto::profile::v1::{
+    StreamProfilesRequest, profile_service_client::ProfileServiceClient,
+};
+use discreet_testkit::{Harness, PERSONAS};
+use tonic::{
+    Code,
+    transport::{Certificate, Channel, ClientTlsConfig},
+};
+
+const PROFILES: usize = 3000;
+
+/// A client that takes at most 64 KiB in flight, so a long stream stays open while it
+/// does not read.
+async fn slow_client(h: &Harness) -> ProfileServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", h.addr()))
+        .unwrap()
+        .initial_stream_window_size(64 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    ProfileServiceClient::new(channel)
+}
+
+fn stream_request(h: &Harness) -> tonic::Request<StreamProfilesRequest> {
+    let purpose = "analytics.reporting";
+    h.request(
+        StreamProfilesRequest {
+            segment: "all".into(),
+            limit: 0,
+        },
+        caller_for(purpose),
+        purpose,
+        &[],
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_the_limit_are_shed_at_once() {
+    let h = Harness::start_with(|c| {
+        c.limits.max_concurrent_calls = 1;
+        c.upstream = discreet_config::Upstream::Embedded { profiles: PROFILES };
+    })
+    .await
+    .unwrap();
+    let mut stream = slow_client(&h)
+        .await
+        .stream_profiles(stream_request(&h))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    // The stream holds the only slot: the next call is refused, not queued.
+    let start = Instant::now();
+    let s = assert_refused(
+        get(&h, "persona-eu", "personalize").await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "shedding took {:?}",
+        start.elapsed()
+    );
+    assert!(s.message().contains("concurrency limit"), "{}", s.message());
+    // When the stream goes away, the slot comes back.
+    drop(stream);
+    let start = Instant::now();
+    while get(&h, "persona-eu", "personalize").await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "slot not released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_calls_in_flight() {
+    let h = Harness::start_with(|c| {
+        c.upstream = discreet_config::Upstream::Embedded { profiles: PROFILES }
+    })
+    .await
+    .unwrap();
+    let mut stream = slow_client(&h)
+        .await
+        .stream_profiles(stream_request(&h))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    let addr = h.addr();
+    let shutdown = tokio::spawn(h.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New connections are no longer accepted...
+    let refused = tokio::time::timeout(
+        Duration::from_secs(2),
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect(),
+    )
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a new connection was accepted during shutdown"
+    );
+    // ...but the call in flight runs to its end.
+    let mut n = 1;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, PROFILES + PERSONAS.len());
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_tls() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let h = Harness::start_with(|c| {
+        c.tls = Some(discreet_config::TlsConfig {
+            cert_file: fixtures.join("tls-cert.pem"),
+            key_file: fixtures.join("tls-key.pem"),
+        });
+    })
+    .await
+    .unwrap();
+    let ca = Certificate::from_pem(std::fs::read(fixtures.join("ca-cert.pem")).unwrap());
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{}", h.addr()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let purpose = "personalize";
+    let consent = h.consent("persona-eu", &[purpose]).unwrap();
+    let request = h
+        .request(
+            discreet_proto::profile::v1::GetProfileRequest {
+                subject_id: "persona-eu".into(),
+            },
+            caller_for(purpose),
+            purpose,
+            &[consent],
+        )
+        .unwrap();
+    let p = ProfileServiceClient::new(channel)
+        .get_profile(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(p.contact.is_none() && p.subject_id.len() == 32);
+    // Plain h2c to a TLS port gets nowhere.
+    let plain = Channel::from_shared(format!("http://{}", h.addr()))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let consent = h.consent("persona-eu", &[purpose]).unwrap();
+        let request = h
+            .request(
+                discreet_proto::profile::v1::GetProfileRequest {
+                    subject_id: "persona-eu".into(),
+                },
+                caller_for(purpose),
+                purpose,
+                &[consent],
+            )
+            .unwrap();
+        assert!(
+            ProfileServiceClient::new(channel)
+                .get_profile(request)
+                .await
+                .is_err()
+        );
+    }
+    h.shutdown().await;
+}
