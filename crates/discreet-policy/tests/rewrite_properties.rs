@@ -37,8 +37,8 @@ fn identity(transform: &Transform, v: &Value) -> bool {
         (Transform::NumberBucket(b), Value::I32(x)) => (*x as i64) % (*b as i64) == 0,
         (Transform::NumberBucket(b), Value::U32(x)) => (*x as u64).is_multiple_of(*b),
         (Transform::NumberBucket(b), Value::F64(x)) => (x / *b as f64).floor() * *b as f64 == *x,
-        (Transform::CoordinateGrid(g), Value::F64(x)) => (x / g).floor() * g == *x,
-        (Transform::CoordinateGrid(g), Value::F32(x)) => ((*x as f64 / g).floor() * g) as f32 == *x,
+        (Transform::CoordinateGrid(g), Value::F64(x)) => grid(*x, *g) == *x,
+        (Transform::CoordinateGrid(g), Value::F32(x)) => grid(*x as f64, *g) as f32 == *x,
         _ => false,
     }
 }
@@ -247,10 +247,8 @@ fn transform_value(action: &Action, key: &PseudonymKey, v: &Value) -> Option<Val
         (Transform::NumberBucket(b), Value::F64(x)) => {
             Value::F64((x / *b as f64).floor() * *b as f64)
         }
-        (Transform::CoordinateGrid(g), Value::F64(x)) => Value::F64((x / g).floor() * g),
-        (Transform::CoordinateGrid(g), Value::F32(x)) => {
-            Value::F32(((*x as f64 / g).floor() * g) as f32)
-        }
+        (Transform::CoordinateGrid(g), Value::F64(x)) => Value::F64(grid(*x, *g)),
+        (Transform::CoordinateGrid(g), Value::F32(x)) => Value::F32(grid(*x as f64, *g) as f32),
         _ => return None,
     })
 }
@@ -276,4 +274,14 @@ fn readable(m: &DynamicMessage) -> Vec<String> {
     }
     lines.sort();
     lines
+}
+
+/// The reference's own grid snap (not the crate's): whole cells per degree below 1°.
+fn grid(x: f64, g: f64) -> f64 {
+    if g < 1.0 {
+        let per_degree = (1.0 / g).round();
+        (x * per_degree).floor() / per_degree
+    } else {
+        (x / g).floor() * g
+    }
 }

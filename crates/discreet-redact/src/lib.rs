@@ -26,5 +26,5 @@ pub use plan::{
     UpdatedAtField,
 };
 pub use rewrite::{RewriteReport, rewrite};
-pub use transform::{PseudonymKey, Transform};
+pub use transform::{PseudonymKey, Transform, snap_to_grid};
 pub use wire::MAX_DEPTH;

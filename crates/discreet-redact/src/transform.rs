@@ -190,7 +190,7 @@ impl Transform {
                 Some(Number::Float((x / b).floor() * b))
             }
             (Transform::CoordinateGrid(g), Number::Float(x)) if *g > 0.0 => {
-                Some(Number::Float((x / g).floor() * g))
+                Some(Number::Float(snap_to_grid(x, *g)))
             }
             (Transform::Pseudonymize(key), Number::Signed(x)) => {
                 let d = key.digest16(x.to_string().as_bytes());
@@ -356,6 +356,19 @@ fn encode_number(kind: ScalarKind, n: Number, out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// `x` snapped down to a grid of `g` degrees. Sub-degree grids divide by a whole number of
+/// cells per degree, so 52.37 on a 0.1° grid is 52.3 exactly, not 52.300000000000004
+/// (what `floor(x / 0.1) * 0.1` gives, since 0.1 has no exact binary form).
+#[must_use]
+pub fn snap_to_grid(x: f64, g: f64) -> f64 {
+    if g < 1.0 {
+        let cells = (1.0 / g).round();
+        (x * cells).floor() / cells
+    } else {
+        (x / g).floor() * g
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -434,7 +447,10 @@ mod tests {
                 .unwrap()
         );
         let snapped = f64::from_bits(read_fixed64(&out[1..]));
-        assert!((snapped - 52.5).abs() < 1e-9, "{snapped}");
+        assert_eq!(snapped, 52.5);
+        assert_eq!(snap_to_grid(52.37, 0.1), 52.3, "no 52.300000000000004");
+        assert_eq!(snap_to_grid(-4.91, 0.1), -5.0);
+        assert_eq!(snap_to_grid(47.0, 10.0), 40.0);
     }
 
     #[test]
