@@ -27,6 +27,8 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 struct CountingStore {
     template: Profile,
+    /// The metadata keys the store received.
+    seen_metadata: Arc<std::sync::Mutex<Vec<String>>>,
     produced: Arc<AtomicU64>,
     total: u64,
 }
@@ -48,8 +50,13 @@ impl ProfileService for CountingStore {
     type StreamProfilesStream = Pin<Box<dyn Stream<Item = Result<Profile, Status>> + Send>>;
     async fn stream_profiles(
         &self,
-        _: Request<StreamProfilesRequest>,
+        request: Request<StreamProfilesRequest>,
     ) -> Result<Response<Self::StreamProfilesStream>, Status> {
+        *self.seen_metadata.lock().unwrap() = request
+            .metadata()
+            .keys()
+            .map(|k| format!("{k:?}"))
+            .collect();
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let store = self.clone();
         tokio::spawn(async move {
@@ -81,8 +88,10 @@ async fn a_long_stream_is_bounded_by_the_reader() {
         .unwrap()
         .clone();
     let produced = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let store = CountingStore {
         template,
+        seen_metadata: Arc::clone(&seen),
         produced: Arc::clone(&produced),
         total: TOTAL,
     };
@@ -112,7 +121,7 @@ async fn a_long_stream_is_bounded_by_the_reader() {
     let mut client =
         discreet_proto::profile::v1::profile_service_client::ProfileServiceClient::new(channel);
     let purpose = "analytics.reporting";
-    let request = h
+    let mut request = h
         .request(
             StreamProfilesRequest {
                 segment: "all".into(),
@@ -123,10 +132,29 @@ async fn a_long_stream_is_bounded_by_the_reader() {
             &[],
         )
         .unwrap();
+    // Tokens and cookies stay at the gateway; trace context goes through.
+    let consent = h.consent("s-00000001", &[purpose]).unwrap();
+    let md = request.metadata_mut();
+    md.insert("x-discreet-consent", consent.parse().unwrap());
+    md.insert("cookie", "session=secret".parse().unwrap());
+    md.insert(
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            .parse()
+            .unwrap(),
+    );
     let mut stream = client.stream_profiles(request).await.unwrap().into_inner();
     for _ in 0..10 {
         stream.message().await.unwrap().unwrap();
     }
+    let seen = seen.lock().unwrap().clone();
+    for secret in ["authorization", "x-discreet-consent", "cookie"] {
+        assert!(
+            !seen.iter().any(|k| k.contains(secret)),
+            "{secret} reached the store: {seen:?}"
+        );
+    }
+    assert!(seen.iter().any(|k| k.contains("traceparent")), "{seen:?}");
     // The reader stalls. The store may run ahead only by what flow control lets through:
     // the reader's 64 KiB window, the gateway's 128 KiB send buffer and 256 KiB upstream
     // window, and the store's own 400 KiB send buffer: about 850 profiles of ~1 KiB,
