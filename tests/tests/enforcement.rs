@@ -336,3 +336,57 @@ async fn special_categories_need_a_grant_for_this_purpose() {
     );
     h.shutdown().await;
 }
+
+/// A write: caller, purpose and the subject's consent are checked, the payload reaches the
+/// store unchanged, and the store's answer is enforced like a read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_checked_and_its_answer_enforced() {
+    use discreet_proto::profile::v1::UpdateProfileRequest;
+    let h = Harness::start().await.unwrap();
+    let mut client = h.client().await.unwrap();
+    let mut profile = raw(&h, "persona-eu").await;
+    profile.username = "radia-renamed".into();
+
+    // Without consent for a consent-based purpose: refused, the store untouched.
+    let purpose = "personalize";
+    let request = h
+        .request(
+            UpdateProfileRequest {
+                profile: Some(profile.clone()),
+            },
+            caller_for(purpose),
+            purpose,
+            &[],
+        )
+        .unwrap();
+    assert_refused(client.update_profile(request).await, Code::PermissionDenied);
+    assert_ne!(raw(&h, "persona-eu").await.username, "radia-renamed");
+
+    // Support (contract basis) may write; its answer is minimised by the support plan.
+    let purpose = "essential.service.operations.support";
+    let request = h
+        .request(
+            UpdateProfileRequest {
+                profile: Some(profile),
+            },
+            caller_for(purpose),
+            purpose,
+            &[],
+        )
+        .unwrap();
+    let answer = client.update_profile(request).await.unwrap().into_inner();
+    assert_eq!(answer.username, "radia-renamed");
+    let inferences = answer.inferences.clone().unwrap_or_default();
+    assert!(
+        inferences.interests.is_empty()
+            && answer.national_id.is_empty()
+            && answer.search_terms.is_empty(),
+        "the answer is enforced"
+    );
+    assert_eq!(
+        raw(&h, "persona-eu").await.username,
+        "radia-renamed",
+        "the write reached the store"
+    );
+    h.shutdown().await;
+}
