@@ -14,6 +14,14 @@ pub(crate) struct ServeArgs {
     /// exit: 0 when it would start.
     #[arg(long)]
     pub(crate) check_config: bool,
+    /// Listen here instead of the configuration's `listen` (a pod sets 0.0.0.0:PORT while
+    /// the file keeps its loopback default).
+    #[arg(long)]
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    /// Forward to this store (`http://host:port`) instead of the configuration's
+    /// `upstream`, so one configuration file serves the demo and a pod beside a store.
+    #[arg(long)]
+    pub(crate) upstream: Option<String>,
 }
 
 /// Logs go to stderr; `RUST_LOG` filters (default `info`), `DISCREET_LOG_FORMAT=json`
@@ -47,7 +55,20 @@ pub(crate) fn init_logging_quiet() {
 
 pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
     init_logging();
-    let config = GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
+    let mut config = GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(address) = &args.upstream {
+        config.upstream = discreet_config::Upstream::Remote {
+            address: address.clone(),
+            connect_timeout: std::time::Duration::from_secs(2),
+        };
+    }
+    // The overrides go through the same validation as the file.
+    config
+        .validate()
+        .map_err(|e| format!("{} with command-line overrides: {e}", args.config.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
