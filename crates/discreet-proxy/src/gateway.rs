@@ -64,7 +64,8 @@ impl Gateway {
         let (stop, stop_rx) = watch::channel(false);
         let (upstream_addr, connect_timeout, embedded) = match &config.upstream {
             Upstream::Embedded { profiles } => {
-                let (addr, task) = start_embedded(*profiles, stop_rx.clone()).await?;
+                let (addr, task) =
+                    start_embedded(*profiles, options.clock.now(), stop_rx.clone()).await?;
                 (addr, Duration::from_secs(2), Some(task))
             }
             Upstream::Remote {
@@ -218,16 +219,19 @@ fn load_schema(config: &GatewayConfig) -> Result<Schema, String> {
 }
 
 /// The reference store, in-process on a loopback port: the quick start and tests get a
-/// real gRPC upstream without a second process.
+/// real gRPC upstream without a second process. Its records are dated relative to the
+/// gateway's clock, so the demo shows the same ages and freshness on any day.
 async fn start_embedded(
     profiles: usize,
+    now: i64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(String, JoinHandle<()>), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("embedded store: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let store = profile_store::ProfileStore::new(profile_store::Dataset::generate(profiles));
+    let store =
+        profile_store::ProfileStore::new(profile_store::Dataset::generate_at(profiles, now));
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;

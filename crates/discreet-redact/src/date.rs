@@ -60,6 +60,18 @@ impl CivilDate {
         }
     }
 
+    /// Midnight UTC of this date as a Unix time (the inverse of [`CivilDate::from_unix`]).
+    #[must_use]
+    pub fn to_unix(self) -> i64 {
+        let y = i64::from(self.year) - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = i64::from(self.month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        (era * 146_097 + doe - 719_468) * 86_400
+    }
+
     /// Whole years from `self` (a birth date) to `today`.
     #[must_use]
     pub fn age_on(self, today: CivilDate) -> i32 {
@@ -109,6 +121,22 @@ mod tests {
         ] {
             assert_eq!(CivilDate::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn unix_round_trips() {
+        for secs in [
+            0i64,
+            951_782_400,
+            1_795_000_000 / 86_400 * 86_400,
+            -86_400 * 400,
+        ] {
+            assert_eq!(CivilDate::from_unix(secs).to_unix(), secs);
+        }
+        assert_eq!(
+            CivilDate::parse("2000-02-29").map(CivilDate::to_unix),
+            Some(951_782_400)
+        );
     }
 
     #[test]

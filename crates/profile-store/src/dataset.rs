@@ -57,6 +57,21 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// As [`Dataset::generate`], with every instant and birth date moved by `now -
+    /// REFERENCE_NOW`: at `now` the records are exactly as fresh and the personas exactly as
+    /// old as at [`REFERENCE_NOW`], whenever the demo runs.
+    #[must_use]
+    pub fn generate_at(count: usize, now: i64) -> Dataset {
+        let mut data = Dataset::generate(count);
+        let offset = now - REFERENCE_NOW;
+        if offset != 0 {
+            for p in data.profiles.values_mut() {
+                shift(p, offset);
+            }
+        }
+        data
+    }
+
     /// The personas plus `count` synthetic profiles `u-000001`, `u-000002`, ...
     #[must_use]
     pub fn generate(count: usize) -> Dataset {
@@ -226,6 +241,35 @@ fn synthetic(i: u64) -> Profile {
     }
 }
 
+/// Moves a profile's instants and birth date by `offset` seconds.
+fn shift(p: &mut Profile, offset: i64) {
+    let move_ts = |t: &mut Option<Timestamp>| {
+        if let Some(t) = t.as_mut() {
+            t.seconds += offset;
+        }
+    };
+    move_ts(&mut p.created_at);
+    move_ts(&mut p.updated_at);
+    if let Some(c) = p.contact.as_mut() {
+        move_ts(&mut c.updated_at);
+    }
+    for o in &mut p.orders {
+        move_ts(&mut o.placed_at);
+    }
+    if let Some(inf) = p.inferences.as_mut() {
+        move_ts(&mut inf.updated_at);
+        for e in &mut inf.life_events {
+            move_ts(&mut e.detected_at);
+        }
+    }
+    if let Some(d) = p.demographics.as_mut()
+        && let Some(born) = discreet_redact::date::CivilDate::parse(&d.birth_date)
+    {
+        let moved = discreet_redact::date::CivilDate::from_unix(born.to_unix() + offset);
+        d.birth_date = format!("{:04}-{:02}-{:02}", moved.year, moved.month, moved.day);
+    }
+}
+
 fn personas() -> Vec<Profile> {
     let base = |id: &str, seed: u64| {
         let mut p = synthetic(10_000_000 + seed);
@@ -269,8 +313,37 @@ fn personas() -> Vec<Profile> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shifted_data_is_as_old_at_the_new_instant() {
+        use discreet_redact::date::CivilDate;
+        let later = REFERENCE_NOW + 400 * DAY;
+        let base = Dataset::generate(3);
+        let moved = Dataset::generate_at(3, later);
+        let age = |d: &Dataset, now: i64| {
+            let p = &d.profiles["persona-minor"];
+            let born = CivilDate::parse(&p.demographics.as_ref().unwrap().birth_date).unwrap();
+            born.age_on(CivilDate::from_unix(now))
+        };
+        assert_eq!(age(&base, REFERENCE_NOW), age(&moved, later));
+        let stale = |d: &Dataset| {
+            d.profiles["persona-stale"]
+                .inferences
+                .as_ref()
+                .unwrap()
+                .updated_at
+                .unwrap()
+                .seconds
+        };
+        assert_eq!(stale(&moved) - stale(&base), 400 * DAY);
+        assert_eq!(
+            Dataset::generate_at(3, REFERENCE_NOW).profiles,
+            base.profiles
+        );
+    }
 
     #[test]
     fn generation_is_deterministic_and_personas_come_first() {

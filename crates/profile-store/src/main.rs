@@ -29,7 +29,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = ProfileStore::new(Dataset::generate(args.count));
+    // Dated relative to now, so a gateway on the system clock sees the personas as
+    // intended (the minor a minor, stale data stale) on any day.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(profile_store::REFERENCE_NOW, |d| {
+            i64::try_from(d.as_secs()).unwrap_or(profile_store::REFERENCE_NOW)
+        });
+    let store = ProfileStore::new(Dataset::generate_at(args.count, now));
     eprintln!(
         "profile-store: {} synthetic profiles and 6 personas on {}",
         args.count, args.listen
