@@ -189,3 +189,44 @@ async fn serves_tls() {
     }
     h.shutdown().await;
 }
+
+/// Without a caller deadline a stream runs as long as it keeps moving (the default
+/// timeout bounds each wait for the store, not the whole stream); with one, it ends there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_a_deadline_outlives_the_default_timeout() {
+    let h = Harness::start_with(|c| {
+        c.limits.default_timeout = Duration::from_millis(500);
+        c.upstream = discreet_config::Upstream::Embedded { profiles: PROFILES };
+    })
+    .await
+    .unwrap();
+    let mut client = slow_client(&h).await;
+    let mut stream = client
+        .stream_profiles(stream_request(&h))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+        if n % 1000 == 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await; // 1.2 s in all
+        }
+    }
+    assert_eq!(n, PROFILES + PERSONAS.len());
+
+    let mut request = stream_request(&h);
+    request.set_timeout(Duration::from_millis(300));
+    let mut stream = client.stream_profiles(request).await.unwrap().into_inner();
+    stream.message().await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break None,
+            Err(s) => break Some(s.code()),
+        }
+    };
+    assert_eq!(ended, Some(Code::DeadlineExceeded));
+    h.shutdown().await;
+}

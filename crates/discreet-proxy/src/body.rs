@@ -4,7 +4,8 @@
 use std::{
     convert::Infallible,
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -22,6 +23,11 @@ pub(crate) struct RewriteBody {
     decoder: FrameDecoder,
     enforcer: ResponseEnforcer,
     deadline: Pin<Box<Sleep>>,
+    /// For a stream without a caller deadline: the longest wait for the store's next
+    /// bytes. Restarted whenever a wait begins, so a caller that reads slowly is not
+    /// blamed on the store.
+    idle_limit: Option<Duration>,
+    waiting: bool,
     unary: bool,
     messages: u64,
     decision_id: HeaderValue,
@@ -36,7 +42,7 @@ impl RewriteBody {
         upstream: Incoming,
         max_message_bytes: usize,
         enforcer: ResponseEnforcer,
-        deadline: Pin<Box<Sleep>>,
+        (deadline, idle_limit): (Pin<Box<Sleep>>, Option<Duration>),
         unary: bool,
         decision_id: HeaderValue,
         permit: OwnedSemaphorePermit,
@@ -46,6 +52,8 @@ impl RewriteBody {
             decoder: FrameDecoder::new(max_message_bytes),
             enforcer,
             deadline,
+            idle_limit,
+            waiting: false,
             unary,
             messages: 0,
             decision_id,
@@ -116,6 +124,7 @@ impl Body for RewriteBody {
                         ));
                     }
                     match this.enforcer.message(&message) {
+                        // (a message handed to the caller ends this wait for the store)
                         Ok(Some(out)) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         Ok(None) => continue,
                         Err(e) => return this.fail(&e),
@@ -124,10 +133,26 @@ impl Body for RewriteBody {
                 Ok(None) => {}
                 Err(e) => return this.fail(&CallError::UpstreamProtocol(e.to_string())),
             }
-            if this.deadline.as_mut().poll(cx).is_ready() {
-                return this.fail(&CallError::DeadlineExceeded);
+            if let Some(idle) = this.idle_limit
+                && !this.waiting
+            {
+                this.deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + idle);
             }
-            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                return this.fail(&match this.idle_limit {
+                    Some(_) => CallError::UpstreamStalled,
+                    None => CallError::DeadlineExceeded,
+                });
+            }
+            this.waiting = true;
+            let polled = Pin::new(&mut this.upstream).poll_frame(cx);
+            let Poll::Ready(polled) = polled else {
+                return Poll::Pending;
+            };
+            this.waiting = false;
+            match polled {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => this.decoder.push(data),
                     Err(frame) => {

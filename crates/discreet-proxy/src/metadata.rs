@@ -23,8 +23,13 @@ pub(crate) const CALLER: &str = "x-discreet-caller";
 /// closed when a new header appears.
 const FORWARDED: [&str; 4] = ["traceparent", "tracestate", "x-request-id", PURPOSE];
 
-/// The headers of the upstream request.
-pub(crate) fn upstream_headers(from: &HeaderMap, caller: &str, timeout_ms: u64) -> HeaderMap {
+/// The headers of the upstream request. `timeout_ms` is the caller's remaining deadline;
+/// `None` sends none (a stream without a deadline).
+pub(crate) fn upstream_headers(
+    from: &HeaderMap,
+    caller: &str,
+    timeout_ms: Option<u64>,
+) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(8);
     out.insert(
         http::header::CONTENT_TYPE,
@@ -32,8 +37,9 @@ pub(crate) fn upstream_headers(from: &HeaderMap, caller: &str, timeout_ms: u64) 
     );
     out.insert(http::header::TE, HeaderValue::from_static("trailers"));
     // At most 8 digits on the wire; our caps are far below that.
-    let ms = timeout_ms.clamp(1, 99_999_999);
-    if let Ok(v) = HeaderValue::from_str(&format!("{ms}m")) {
+    if let Some(ms) = timeout_ms
+        && let Ok(v) = HeaderValue::from_str(&format!("{}m", ms.clamp(1, 99_999_999)))
+    {
         out.insert(HeaderName::from_static("grpc-timeout"), v);
     }
     for name in FORWARDED {
@@ -147,7 +153,7 @@ mod tests {
             ),
             (PURPOSE, "personalize"),
         ]);
-        let out = upstream_headers(&from, "shop/web", 1500);
+        let out = upstream_headers(&from, "shop/web", Some(1500));
         assert!(out.get("authorization").is_none());
         assert!(out.get(CONSENT).is_none());
         assert!(out.get("cookie").is_none());

@@ -114,6 +114,12 @@ impl Core {
         )
         .map_err(CallError::RequestMetadata)?;
         let deadline = Instant::now() + timeout;
+        // A stream the caller set no deadline for may run as long as it keeps moving: the
+        // default timeout bounds the wait for the store's answer and every wait for its
+        // next message, not the whole stream.
+        let idle_limit = (route.server_streaming
+            && !request.headers().contains_key("grpc-timeout"))
+        .then_some(timeout);
         let (parts, body) = request.into_parts();
 
         let before_response = async {
@@ -147,7 +153,9 @@ impl Core {
             *upstream_request.headers_mut() = metadata::upstream_headers(
                 &parts.headers,
                 &caller,
-                u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+                idle_limit
+                    .is_none()
+                    .then(|| u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
             );
             let response = self.upstream.send(upstream_request).await?;
             let enforcer = ResponseEnforcer::new(
@@ -191,7 +199,7 @@ impl Core {
             upstream_body,
             self.limits.max_message_bytes,
             enforcer,
-            Box::pin(tokio::time::sleep_until(deadline)),
+            (Box::pin(tokio::time::sleep_until(deadline)), idle_limit),
             !route.server_streaming,
             decision_id.clone(),
             permit,

@@ -55,6 +55,8 @@ pub(crate) enum CallError {
     DeadlineExceeded,
     #[error("profile store unavailable")]
     UpstreamUnavailable,
+    #[error("the profile store sent nothing within the idle limit (limits.default_timeout)")]
+    UpstreamStalled,
     #[error("the profile store answered {}", .0.description())]
     UpstreamStatus(Code),
     #[error("the profile store's answer was not valid: {0}")]
@@ -69,7 +71,7 @@ impl CallError {
         use CallError::*;
         match self {
             Overloaded | TooManyTokens(_) | TooManySubjects(_) => Code::ResourceExhausted,
-            UpstreamUnavailable => Code::Unavailable,
+            UpstreamUnavailable | UpstreamStalled => Code::Unavailable,
             UnknownMethod(_) | RequestCardinality => Code::Unimplemented,
             Caller(e) | Consent(e) => consent_code(e),
             NoCallerToken => Code::Unauthenticated,
