@@ -17,7 +17,8 @@ pub struct Limits {
     /// instead of queueing, so overload shows up to callers immediately. Default 512.
     pub max_concurrent_calls: usize,
     /// Deadline applied when the caller sends no `grpc-timeout`, so no call waits forever
-    /// on the store. Default `10s`.
+    /// on the store. For a server stream it bounds each wait for the store's next message
+    /// instead, so a long stream that keeps moving is not cut. Default `10s`.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub default_timeout: Duration,
     /// Caller deadlines are capped at this. Default `60s`. Must be at least
