@@ -1,0 +1,699 @@
+//! The deployment (deploy/): every Kubernetes overlay rendered with `kubectl kustomize` and
+//! checked for the invariants operators rely on (the store on loopback only, the Service on
+//! Discreet's port, a NetworkPolicy, non-root, read-only root, no privilege escalation,
+//! probes and resources, configuration and policy mounted), the configuration in each
+//! rendered ConfigMap accepted by `discreet serve --check-config` with the Deployment's own
+//! arguments, the shipped copies identical to config/, the example caller's token audience,
+//! and the Dockerfile's structure.
+//!
+//! kubectl is required: without it these tests fail (CI has it), they never pass silently.
+//! The gateway binary is `DISCREET_BIN` if set, else built with `cargo build -p discreet-cli`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use serde_json::Value;
+
+const OVERLAYS: [&str; 2] = ["dev", "production"];
+const GATEWAY_PORT: i64 = 50051;
+const CONFIG_DIR: &str = "/etc/discreet";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn read(relative: &str) -> String {
+    let path = root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `kubectl kustomize deploy/kubernetes/<dir>`, parsed into one value per document.
+fn render(dir: &str) -> Vec<Value> {
+    let path = root().join("deploy/kubernetes").join(dir);
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "kubectl is required to render the manifests ({e}); install kubectl \
+                 (CI has it): these tests fail rather than pass without it"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("utf-8 manifests");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .unwrap_or_else(|e| panic!("rendered {dir} is not YAML: {e}"));
+    let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    assert!(!docs.is_empty(), "{dir} rendered nothing");
+    docs
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], k: &str, overlay: &str) -> &'a Value {
+    let found = kind(docs, k);
+    assert_eq!(found.len(), 1, "{overlay}: expected exactly one {k}");
+    found[0]
+}
+
+fn array(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    array(v).iter().filter_map(Value::as_str).collect()
+}
+
+/// The value after `flag` in an argument list.
+fn flag<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1).copied())
+}
+
+fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    array(&pod["containers"])
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+/// `labels` select everything `selector` (matchLabels or a plain map) asks for.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let wanted = selector
+        .get("matchLabels")
+        .unwrap_or(selector)
+        .as_object()
+        .expect("selector labels");
+    !wanted.is_empty() && wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn configmap_data<'a>(docs: &'a [Value], name: &str) -> &'a serde_json::Map<String, Value> {
+    kind(docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("ConfigMap {name} is mounted but not rendered"))["data"]
+        .as_object()
+        .expect("ConfigMap data")
+}
+
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).expect("YAML")
+}
+
+#[test]
+fn every_overlay_holds_the_pod_invariants() {
+    for overlay in OVERLAYS {
+        let docs = render(&format!("overlays/{overlay}"));
+        let deployment = one(&docs, "Deployment", overlay);
+        let template = &deployment["spec"]["template"];
+        let pod_labels = &template["metadata"]["labels"];
+        let pod = &template["spec"];
+        assert!(
+            selects(&deployment["spec"]["selector"], pod_labels),
+            "{overlay}: the Deployment selects its pods"
+        );
+
+        // The store: loopback only, no port declared for the Service or anyone to use.
+        let store = container(pod, "store");
+        let store_args = strings(&store["args"]);
+        let store_listen = flag(&store_args, "--listen").expect("store --listen");
+        assert!(
+            store_listen.starts_with("127.0.0.1:"),
+            "{overlay}: store listens on {store_listen}, not loopback"
+        );
+        assert!(
+            array(&store["ports"]).is_empty(),
+            "{overlay}: the store declares no container port"
+        );
+
+        // Discreet: listens for the Service, forwards to the store on loopback.
+        let discreet = container(pod, "discreet");
+        let args = strings(&discreet["args"]);
+        assert_eq!(
+            args.first(),
+            Some(&"discreet"),
+            "{overlay}: gateway command"
+        );
+        assert_eq!(args.get(1), Some(&"serve"), "{overlay}: gateway command");
+        assert_eq!(
+            flag(&args, "--listen"),
+            Some(format!("0.0.0.0:{GATEWAY_PORT}").as_str()),
+            "{overlay}: gateway --listen"
+        );
+        assert_eq!(
+            flag(&args, "--upstream"),
+            Some(format!("http://{store_listen}").as_str()),
+            "{overlay}: the gateway forwards to the store's loopback address"
+        );
+        assert_eq!(
+            flag(&args, "--config"),
+            Some(format!("{CONFIG_DIR}/discreet.yaml").as_str()),
+            "{overlay}: configuration path"
+        );
+        let ports = array(&discreet["ports"]);
+        assert_eq!(ports.len(), 1, "{overlay}: the gateway declares one port");
+        assert_eq!(ports[0]["containerPort"], GATEWAY_PORT);
+        let port_name = ports[0]["name"].as_str().expect("named port");
+
+        // Service -> Discreet's port, nothing else.
+        let service = one(&docs, "Service", overlay);
+        assert!(selects(&service["spec"]["selector"], pod_labels));
+        let service_ports = array(&service["spec"]["ports"]);
+        assert!(!service_ports.is_empty());
+        for port in service_ports {
+            let target = &port["targetPort"];
+            assert!(
+                target == port_name || *target == GATEWAY_PORT,
+                "{overlay}: Service port targets {target}, not Discreet's port"
+            );
+        }
+
+        // NetworkPolicy: ingress to the pod only on Discreet's port.
+        let netpol = one(&docs, "NetworkPolicy", overlay);
+        assert!(selects(&netpol["spec"]["podSelector"], pod_labels));
+        assert!(strings(&netpol["spec"]["policyTypes"]).contains(&"Ingress"));
+        let rules = array(&netpol["spec"]["ingress"]);
+        assert!(
+            !rules.is_empty(),
+            "{overlay}: NetworkPolicy allows the gateway"
+        );
+        for rule in rules {
+            let allowed = array(&rule["ports"]);
+            assert!(
+                !allowed.is_empty(),
+                "{overlay}: an ingress rule without ports opens every port"
+            );
+            for p in allowed {
+                assert!(
+                    p["port"] == GATEWAY_PORT || p["port"] == port_name,
+                    "{overlay}: NetworkPolicy opens {}",
+                    p["port"]
+                );
+            }
+        }
+
+        // Disruption budget and identity.
+        let pdb = one(&docs, "PodDisruptionBudget", overlay);
+        assert!(selects(&pdb["spec"]["selector"], pod_labels));
+        let sa = one(&docs, "ServiceAccount", overlay);
+        assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+        assert_eq!(sa["automountServiceAccountToken"], false);
+        assert_eq!(pod["automountServiceAccountToken"], false);
+
+        // Every container, init containers included: hardened, sized; long-running ones probed.
+        assert_hardened(overlay, pod);
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            assert_eq!(
+                discreet[probe]["grpc"]["port"], GATEWAY_PORT,
+                "{overlay}: the gateway's {probe} is a gRPC health probe"
+            );
+        }
+
+        // Configuration and policy mounted where --config points, keys beside them.
+        let mounts = array(&discreet["volumeMounts"]);
+        let mount = |path: &str| {
+            mounts
+                .iter()
+                .find(|m| m["mountPath"] == path)
+                .unwrap_or_else(|| panic!("{overlay}: nothing mounted at {path}"))
+        };
+        let config_mount = mount(CONFIG_DIR);
+        let keys_mount = mount(&format!("{CONFIG_DIR}/keys"));
+        for m in [config_mount, keys_mount] {
+            assert_eq!(
+                m["readOnly"], true,
+                "{overlay}: {} read-only",
+                m["mountPath"]
+            );
+        }
+        let volume = |name: &Value| {
+            array(&pod["volumes"])
+                .iter()
+                .find(|v| v["name"] == *name)
+                .unwrap_or_else(|| panic!("{overlay}: no volume {name}"))
+        };
+        let config_volume = volume(&config_mount["name"]);
+        let mut files = serde_json::Map::new();
+        let sources: Vec<&Value> = if config_volume["projected"].is_object() {
+            array(&config_volume["projected"]["sources"])
+                .iter()
+                .map(|s| &s["configMap"])
+                .collect()
+        } else {
+            vec![&config_volume["configMap"]]
+        };
+        for source in sources {
+            let name = source["name"].as_str().expect("a ConfigMap source");
+            assert!(
+                source["items"].is_null(),
+                "{overlay}: whole ConfigMaps mounted"
+            );
+            files.extend(configmap_data(&docs, name).clone());
+        }
+        assert!(
+            files.contains_key("discreet.yaml"),
+            "{overlay}: configuration"
+        );
+        assert!(files.contains_key("policy.yaml"), "{overlay}: policy");
+        let keys_volume = volume(&keys_mount["name"]);
+        assert!(
+            keys_volume["secret"].is_object() || keys_volume["emptyDir"].is_object(),
+            "{overlay}: keys from a Secret (or a dev keyring generated in the pod)"
+        );
+
+        // What is shipped is what the tests use.
+        assert_eq!(
+            files["policy.yaml"].as_str(),
+            Some(read("config/policy.yaml").as_str()),
+            "{overlay}: the policy in the ConfigMap is config/policy.yaml"
+        );
+        let config_text = files["discreet.yaml"].as_str().expect("text");
+        let config = yaml(config_text);
+        match overlay {
+            "dev" => {
+                assert_eq!(
+                    config_text,
+                    read("deploy/kubernetes/overlays/dev/discreet.yaml")
+                );
+                assert!(
+                    config["identity"]["static"].is_string(),
+                    "dev: static identity"
+                );
+                assert_eq!(deployment["spec"]["replicas"], 1, "dev: one replica");
+            }
+            _ => {
+                assert_eq!(
+                    config_text,
+                    read("config/discreet.yaml"),
+                    "{overlay}: the ConfigMap is config/discreet.yaml"
+                );
+                assert_eq!(
+                    config["identity"]["service_account"]["audience"], "discreet",
+                    "{overlay}: service-account token identity, audience discreet"
+                );
+                assert!(
+                    deployment["spec"]["replicas"].as_i64() >= Some(2),
+                    "{overlay}: several replicas"
+                );
+                assert!(
+                    keys_volume["secret"].is_object(),
+                    "{overlay}: keys from a Secret"
+                );
+            }
+        }
+
+        // ... and the gateway accepts it, with the Deployment's own arguments.
+        check_config(overlay, &files, &args);
+    }
+}
+
+/// Every container of a pod, init containers included: non-root with a numeric uid, no
+/// privilege escalation, read-only root, no capabilities, seccomp RuntimeDefault, CPU and
+/// memory requests and limits; long-running containers have liveness and readiness probes.
+fn assert_hardened(what: &str, pod: &Value) {
+    let pod_sc = &pod["securityContext"];
+    let all = array(&pod["containers"])
+        .iter()
+        .map(|c| (c, true))
+        .chain(array(&pod["initContainers"]).iter().map(|c| (c, false)));
+    for (c, long_running) in all {
+        let name = c["name"].as_str().unwrap_or("?");
+        let sc = &c["securityContext"];
+        let non_root = sc["runAsNonRoot"] == true
+            || (sc["runAsNonRoot"].is_null() && pod_sc["runAsNonRoot"] == true);
+        assert!(non_root, "{what}/{name}: runAsNonRoot");
+        let uid = sc["runAsUser"].as_i64().or(pod_sc["runAsUser"].as_i64());
+        assert!(
+            uid.is_some_and(|u| u > 0),
+            "{what}/{name}: numeric non-root uid"
+        );
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}/{name}");
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}/{name}");
+        assert_ne!(sc["privileged"], true, "{what}/{name}");
+        assert_eq!(
+            strings(&sc["capabilities"]["drop"]),
+            ["ALL"],
+            "{what}/{name}: capabilities"
+        );
+        assert!(
+            array(&sc["capabilities"]["add"]).is_empty(),
+            "{what}/{name}: no capability added"
+        );
+        let seccomp = if sc["seccompProfile"].is_null() {
+            &pod_sc["seccompProfile"]
+        } else {
+            &sc["seccompProfile"]
+        };
+        assert_eq!(seccomp["type"], "RuntimeDefault", "{what}/{name}");
+        for bound in ["requests", "limits"] {
+            for resource in ["cpu", "memory"] {
+                assert!(
+                    !c["resources"][bound][resource].is_null(),
+                    "{what}/{name}: resources.{bound}.{resource}"
+                );
+            }
+        }
+        if long_running {
+            for probe in ["livenessProbe", "readinessProbe"] {
+                assert!(c[probe].is_object(), "{what}/{name}: {probe}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_example_caller_presents_a_token_for_discreet() {
+    let docs = render("examples/caller");
+    let deployment = one(&docs, "Deployment", "caller");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_hardened("caller", pod);
+    assert!(
+        !kind(&docs, "NetworkPolicy").is_empty(),
+        "caller: a NetworkPolicy"
+    );
+
+    // Its identity is namespace/serviceaccount, and the policy lets it call.
+    let sa = one(&docs, "ServiceAccount", "caller");
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let caller = format!(
+        "{}/{}",
+        sa["metadata"]["namespace"].as_str().expect("namespace"),
+        sa["metadata"]["name"].as_str().expect("name")
+    );
+    assert!(
+        read("config/policy.yaml").contains(&caller),
+        "the example caller {caller} is named in config/policy.yaml"
+    );
+
+    // A projected token whose audience is the one the shipped configuration requires.
+    let config = yaml(&read("config/discreet.yaml"));
+    let audience = &config["identity"]["service_account"]["audience"];
+    let tokens: Vec<&Value> = array(&pod["volumes"])
+        .iter()
+        .flat_map(|v| array(&v["projected"]["sources"]))
+        .map(|s| &s["serviceAccountToken"])
+        .filter(|t| t.is_object())
+        .collect();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "caller: one projected service-account token"
+    );
+    assert_eq!(&tokens[0]["audience"], audience, "caller: token audience");
+
+    // It calls the production Service, on Discreet's port.
+    let production = render("overlays/production");
+    let service = one(&production, "Service", "production");
+    let address = format!(
+        "http://{}.{}.svc.cluster.local:{GATEWAY_PORT}",
+        service["metadata"]["name"].as_str().expect("name"),
+        service["metadata"]["namespace"]
+            .as_str()
+            .expect("namespace"),
+    );
+    let env = &container(pod, "recommender")["env"];
+    assert!(
+        array(env).iter().any(|e| e["value"] == address.as_str()),
+        "caller: calls {address}"
+    );
+}
+
+/// Writes the ConfigMap's files where the pod has them (relative to a temporary directory),
+/// adds a development keyring for the Secret, and runs the Deployment's gateway arguments
+/// with `--check-config`.
+fn check_config(overlay: &str, files: &serde_json::Map<String, Value>, args: &[&str]) {
+    let dir = scratch_dir(overlay);
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text.as_str().expect("text")).expect("write");
+    }
+    let bin = discreet_bin();
+    let keys = Command::new(bin)
+        .args(["keys", "dev", "--dir"])
+        .arg(dir.join("keys"))
+        .output()
+        .expect("run discreet keys dev");
+    assert!(
+        keys.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keys.stderr)
+    );
+    let pod_config = format!("{CONFIG_DIR}/discreet.yaml");
+    let local_config = dir.join("discreet.yaml");
+    let mut cmd = Command::new(bin);
+    for arg in &args[1..] {
+        if *arg == pod_config {
+            cmd.arg(&local_config);
+        } else {
+            cmd.arg(arg);
+        }
+    }
+    let out = cmd
+        .arg("--check-config")
+        .output()
+        .expect("run discreet serve");
+    assert!(
+        out.status.success(),
+        "{overlay}: the rendered configuration is refused by discreet serve --check-config:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn scratch_dir(label: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!(
+        "discreet-deploy-{label}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The gateway binary: `DISCREET_BIN`, or built now (Cargo gives integration tests only
+/// their own crate's binaries).
+fn discreet_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("DISCREET_BIN") {
+            return PathBuf::from(bin);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "discreet-cli"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p discreet-cli failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|t| if t.is_absolute() { t } else { root().join(t) })
+            .unwrap_or_else(|| root().join("target"));
+        target.join("debug/discreet")
+    })
+}
+
+#[test]
+fn shipped_copies_are_the_files_the_tests_use() {
+    // kustomize reads only files inside a kustomization's directory (symlinks included), so
+    // the manifests carry copies: they must not drift. deploy/sync-config.sh refreshes them.
+    for name in ["discreet.yaml", "policy.yaml"] {
+        assert_eq!(
+            read(&format!("deploy/kubernetes/base/{name}")),
+            read(&format!("config/{name}")),
+            "deploy/kubernetes/base/{name} differs from config/{name}: run deploy/sync-config.sh"
+        );
+    }
+    // The dev configuration is the shipped one with a static identity, nothing else.
+    let mut shipped = yaml(&read("config/discreet.yaml"));
+    let mut dev = yaml(&read("deploy/kubernetes/overlays/dev/discreet.yaml"));
+    assert!(
+        dev["identity"]["static"].is_string(),
+        "dev: static identity"
+    );
+    for doc in [&mut shipped, &mut dev] {
+        doc.as_object_mut().expect("a mapping").remove("identity");
+    }
+    assert_eq!(
+        dev, shipped,
+        "overlays/dev/discreet.yaml differs from config/discreet.yaml beyond `identity`: \
+         run deploy/sync-config.sh"
+    );
+}
+
+#[test]
+fn the_base_renders_and_holds_no_private_key() {
+    let docs = render("base");
+    assert!(
+        kind(&docs, "Secret").is_empty(),
+        "the base ships no Secret: keys are created out of band (or generated in dev)"
+    );
+    for overlay in OVERLAYS {
+        let text = serde_json::to_string(&render(&format!("overlays/{overlay}"))).expect("json");
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{overlay}: a private key in the manifests"
+        );
+    }
+}
+
+/// Dockerfile instructions (continuation lines joined, comments dropped) as
+/// (INSTRUCTION, arguments).
+fn dockerfile() -> Vec<(String, String)> {
+    let text = read("deploy/docker/Dockerfile");
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (op, rest) = current
+            .split_once(char::is_whitespace)
+            .unwrap_or((&current, ""));
+        out.push((op.to_ascii_uppercase(), rest.trim().to_string()));
+        current.clear();
+    }
+    out
+}
+
+#[test]
+fn the_dockerfile_is_multi_stage_non_root_and_read_only_friendly() {
+    let instructions = dockerfile();
+    let froms: Vec<usize> = instructions
+        .iter()
+        .enumerate()
+        .filter(|(_, (op, _))| op == "FROM")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        froms.len() >= 2,
+        "multi-stage: a build stage and a runtime stage"
+    );
+    let builder = &instructions[froms[0]].1;
+    assert!(
+        builder.starts_with("rust:"),
+        "the build stage is a Rust image: {builder}"
+    );
+    let runtime_from = froms[froms.len() - 1];
+    let runtime = &instructions[runtime_from..];
+    let runtime_image = &instructions[runtime_from].1;
+    assert!(
+        !runtime_image.starts_with("rust:"),
+        "the runtime image is small, not the toolchain: {runtime_image}"
+    );
+
+    // Both binaries, built in release from the lock file, copied from the build stage.
+    let build = instructions[froms[0]..runtime_from]
+        .iter()
+        .filter(|(op, _)| op == "RUN")
+        .map(|(_, a)| a.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needle in [
+        "--release",
+        "--locked",
+        "-p discreet-cli",
+        "-p profile-store",
+    ] {
+        assert!(
+            build.contains(needle),
+            "the build runs cargo build {needle}"
+        );
+    }
+    let copies: Vec<&String> = runtime
+        .iter()
+        .filter(|(op, _)| op == "COPY")
+        .map(|(_, a)| a)
+        .collect();
+    assert!(
+        copies.iter().any(|c| c.starts_with("--from=")
+            && c.contains("discreet")
+            && c.contains("profile-store")),
+        "the runtime stage copies both binaries from the build stage"
+    );
+
+    // A numeric non-root user, last; nothing runs as root after it and no VOLUME or
+    // writable directory is baked in (the root filesystem is mounted read-only).
+    let users: Vec<(usize, &String)> = runtime
+        .iter()
+        .enumerate()
+        .filter(|(_, (op, _))| op == "USER")
+        .map(|(i, (_, a))| (i, a))
+        .collect();
+    let (user_at, user) = *users
+        .last()
+        .expect("a USER instruction in the runtime stage");
+    let uid = user.split(':').next().unwrap_or_default();
+    let uid: u32 = uid
+        .parse()
+        .unwrap_or_else(|_| panic!("USER {user} is not numeric"));
+    assert!(uid > 0, "USER {user} is root");
+    for (op, args) in &runtime[user_at..] {
+        assert_ne!(op, "RUN", "RUN after USER: {args}");
+        assert_ne!(
+            op, "VOLUME",
+            "VOLUME {args}: the root filesystem is read-only"
+        );
+    }
+    for (op, args) in runtime {
+        assert_ne!(
+            op, "VOLUME",
+            "VOLUME {args}: mount volumes in the manifests"
+        );
+        if op == "RUN" {
+            for forbidden in ["mkdir", "chown", "chmod", "useradd", "adduser", "touch"] {
+                assert!(
+                    !args.split_whitespace().any(|w| w == forbidden),
+                    "the runtime stage prepares a writable path ({forbidden}): {args}"
+                );
+            }
+        }
+    }
+    let has = |op: &str| runtime.iter().any(|(o, _)| o == op);
+    assert!(
+        runtime
+            .iter()
+            .any(|(op, a)| op == "EXPOSE" && a.split_whitespace().any(|p| p == "50051")),
+        "EXPOSE 50051"
+    );
+    assert!(
+        has("HEALTHCHECK"),
+        "a HEALTHCHECK (with its note on gRPC probes)"
+    );
+    let cmd = runtime
+        .iter()
+        .rev()
+        .find(|(op, _)| op == "CMD")
+        .map(|(_, a)| a.as_str())
+        .expect("CMD");
+    assert!(
+        cmd.contains(&format!("{CONFIG_DIR}/discreet.yaml")),
+        "the image's default configuration path is where the manifests mount it: {cmd}"
+    );
+}
