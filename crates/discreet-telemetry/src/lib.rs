@@ -1,0 +1,13 @@
+//! Discreet's audit trail: one OpenTelemetry span per access.
+//!
+//! - [`attr`]: the span contract. Every attribute, event and span name, as constants, in
+//!   one place; the README's "Audit span contract" table is this module.
+//! - [`AuditKey`]: the keyed pseudonym under which a subject appears in spans. Auditors
+//!   holding the key can find a person's accesses from their raw id; nobody reading the
+//!   spans without it can.
+#![forbid(unsafe_code)]
+
+pub mod attr;
+mod audit_key;
+
+pub use audit_key::{AuditKey, AuditKeyError, MIN_AUDIT_KEY_BYTES};
