@@ -48,6 +48,16 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
+        // Access spans go to an in-process OTLP receiver (no collector needed for the
+        // demo); at the end they are written as OTLP JSON for `discreet audit`.
+        let receiver = discreet_telemetry::receiver::OtlpReceiver::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        config.audit.endpoint = receiver.endpoint();
+        if let Some(m) = &mut config.metrics {
+            m.listen.set_port(0);
+        }
         let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
             format!("cannot listen on {}: {e} (is a gateway already running? try --listen 127.0.0.1:0)", config.listen)
         })?;
@@ -103,6 +113,8 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
             print_grid(&columns, &cells, Some(watch), &order);
             println!();
         }
+
+        crate::demo_audit::show(&receiver, &config, FEATURED, gateway.metrics_addr()).await?;
 
         println!("Try it yourself while the demo serves on {addr}:\n");
         println!("  # a consent token for persona-eu, and a caller token for shop/web");

@@ -1,7 +1,9 @@
 //! `discreet`: the gateway's command line.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod demo;
+mod demo_audit;
 mod demo_table;
 mod dev_tokens;
 mod personas;
@@ -45,6 +47,9 @@ enum Command {
     /// Mint development consent tokens.
     #[command(subcommand)]
     Token(dev_tokens::TokenCommand),
+    /// Query exported access spans: accesses, denials, one person's accesses, subject
+    /// access reports, shadow policy summaries.
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Command::Token(cmd) => dev_tokens::run_token(cmd)
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),
+        Command::Audit(args) => audit_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,13 @@ pub(crate) struct ServeArgs {
     /// `upstream`, so one configuration file serves the demo and a pod beside a store.
     #[arg(long)]
     pub(crate) upstream: Option<String>,
+    /// Export access spans to this OTLP/gRPC collector (`http://host:4317`) instead of the
+    /// configuration's `audit.endpoint`.
+    #[arg(long)]
+    pub(crate) audit_endpoint: Option<String>,
+    /// Serve `/metrics` here instead of the configuration's `metrics.listen`.
+    #[arg(long)]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Logs go to stderr; `RUST_LOG` filters (default `info`), `DISCREET_LOG_FORMAT=json`
@@ -65,6 +72,12 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
             connect_timeout: std::time::Duration::from_secs(2),
         };
     }
+    if let Some(endpoint) = &args.audit_endpoint {
+        config.audit.endpoint = endpoint.clone();
+    }
+    if let Some(listen) = args.metrics_listen {
+        config.metrics = Some(discreet_config::MetricsConfig { listen });
+    }
     // The overrides go through the same validation as the file.
     config
         .validate()
@@ -83,6 +96,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
             let mut check = config.clone();
             if matches!(check.upstream, discreet_config::Upstream::Embedded { .. }) {
                 check.upstream = discreet_config::Upstream::Embedded { profiles: 1 };
+            }
+            if let Some(m) = &mut check.metrics {
+                m.listen.set_port(0);
             }
             let gateway = discreet_proxy::Gateway::start(
                 &check,

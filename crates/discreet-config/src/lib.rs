@@ -14,6 +14,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod audit;
 mod duration;
 mod error;
 mod identity;
@@ -25,6 +26,7 @@ mod secret;
 mod upstream;
 mod validate;
 
+pub use audit::{AuditConfig, AuditModeConfig, MetricsConfig};
 pub use error::ConfigError;
 pub use limits::Limits;
 pub use model::{

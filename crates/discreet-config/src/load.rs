@@ -47,6 +47,8 @@ impl GatewayConfig {
         self.schema.mapping.iter_mut().for_each(join);
         join(&mut self.policy.file);
         join(&mut self.pseudonym.secret_file);
+        join(&mut self.audit.key_file);
+        self.audit.shadow_policy.iter_mut().for_each(join);
         if let Some(tls) = &mut self.tls {
             join(&mut tls.cert_file);
             join(&mut tls.key_file);

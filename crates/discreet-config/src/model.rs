@@ -35,6 +35,12 @@ pub struct GatewayConfig {
     pub consent: discreet_consent::ConsentConfig,
     /// Keyed pseudonyms. Required.
     pub pseudonym: PseudonymConfig,
+    /// The audit trail: where access spans are exported and what happens when they cannot
+    /// be. Required.
+    pub audit: crate::AuditConfig,
+    /// The Prometheus endpoint. Default none.
+    #[serde(default)]
+    pub metrics: Option<crate::MetricsConfig>,
     /// Resource limits. Default [`Limits::default`].
     #[serde(default)]
     pub limits: Limits,
@@ -49,7 +55,7 @@ fn default_listen() -> SocketAddr {
 }
 
 /// `ip:port`, with an error that shows an example (serde's says only "invalid syntax").
-fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+pub(crate) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(|_| {
         D::Error::custom(format!(

@@ -22,7 +22,8 @@ impl GatewayConfig {
         self.check_files()?;
         check_identity(&self.identity)?;
         check_consent(&self.consent)?;
-        check_limits(&self.limits)
+        check_limits(&self.limits)?;
+        self.audit.check(self.limits.max_concurrent_calls)
     }
 
     fn check_methods(&self) -> Checked {

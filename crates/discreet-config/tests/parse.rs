@@ -184,7 +184,7 @@ fn unknown_nested_field_points_at_it() {
         "limits:\n  max_timeout: 5s\n  max_timout: 5s\n",
     ));
     assert!(
-        e.starts_with("config/discreet.yaml:13:3: unknown field `max_timout`"),
+        e.starts_with("config/discreet.yaml:14:3: unknown field `max_timout`"),
         "{e}"
     );
 }
@@ -192,7 +192,7 @@ fn unknown_nested_field_points_at_it() {
 #[test]
 fn bad_duration_says_what_is_expected() {
     let e = error(&common::with("limits:\n  max_timeout: 5 parsecs\n"));
-    assert!(e.starts_with("config/discreet.yaml:12:"), "{e}");
+    assert!(e.starts_with("config/discreet.yaml:13:"), "{e}");
     assert!(e.contains("250ms"), "{e}");
 }
 
@@ -213,7 +213,7 @@ fn missing_required_section() {
 #[test]
 fn bad_listen_address() {
     let e = error(&common::with("listen: localhost\n"));
-    assert!(e.starts_with("config/discreet.yaml:11:"), "{e}");
+    assert!(e.starts_with("config/discreet.yaml:12:"), "{e}");
     assert!(e.contains("`localhost` is not a socket address"), "{e}");
 }
 
@@ -230,14 +230,14 @@ fn validation_error_points_at_the_key() {
     ));
     assert_eq!(
         e,
-        "config/discreet.yaml:12:3: limits.default_timeout: 2m is longer than limits.max_timeout (1m), which caps every deadline"
+        "config/discreet.yaml:13:3: limits.default_timeout: 2m is longer than limits.max_timeout (1m), which caps every deadline"
     );
 }
 
 #[test]
 fn validation_error_for_a_defaulted_key_points_at_its_section() {
     let e = parse(&common::with("limits:\n  max_timeout: 1s\n")).unwrap_err();
-    assert_eq!(e.line(), Some(11));
+    assert_eq!(e.line(), Some(12));
     assert_eq!(e.field().as_deref(), Some("limits.default_timeout"));
 }
 
@@ -255,4 +255,28 @@ fn validation_error_inside_consent_points_at_it() {
     let e = parse(&text).unwrap_err();
     assert_eq!(e.line(), Some(7), "{e}");
     assert_eq!(e.field().as_deref(), Some("consent.issuer"));
+}
+
+#[test]
+fn audit_is_required_and_its_mode_spelled_out() {
+    let without = common::MINIMAL.replace(
+        "audit: { endpoint: \"http://127.0.0.1:4317\", key_file: keys/audit.key }\n",
+        "",
+    );
+    let err = GatewayConfig::from_yaml(Path::new("t.yaml"), &without).unwrap_err();
+    assert!(err.to_string().contains("audit"), "{err}");
+    let bad_mode =
+        common::MINIMAL.replace("key_file: keys/audit.key }", "key_file: k, mode: lax }");
+    let err = GatewayConfig::from_yaml(Path::new("t.yaml"), &bad_mode).unwrap_err();
+    assert!(
+        err.to_string().contains("t.yaml:"),
+        "names the file and line: {err}"
+    );
+    let relaxed =
+        common::MINIMAL.replace("key_file: keys/audit.key }", "key_file: k, mode: relaxed }");
+    let c = GatewayConfig::from_yaml(Path::new("t.yaml"), &relaxed).unwrap();
+    assert_eq!(c.audit.mode, discreet_config::AuditModeConfig::Relaxed);
+    let metrics = common::with("metrics: { listen: 127.0.0.1:9464 }\n");
+    let c = GatewayConfig::from_yaml(Path::new("t.yaml"), &metrics).unwrap();
+    assert_eq!(c.metrics.unwrap().listen.port(), 9464);
 }

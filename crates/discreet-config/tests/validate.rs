@@ -339,3 +339,65 @@ fn shutdown_grace_absurd() {
         c.limits.shutdown_grace = Duration::from_secs(2 * 3600);
     });
 }
+
+#[test]
+fn audit_endpoint_without_scheme() {
+    refused("audit.endpoint", |c| {
+        c.audit.endpoint = "127.0.0.1:4317".into()
+    });
+}
+
+#[test]
+fn audit_endpoint_empty_host() {
+    refused("audit.endpoint", |c| c.audit.endpoint = "http://".into());
+}
+
+#[test]
+fn audit_key_file_empty() {
+    refused("audit.key_file", |c| c.audit.key_file = PathBuf::new());
+}
+
+#[test]
+fn audit_queue_smaller_than_concurrency() {
+    // Every call in flight holds a queue place: a smaller queue would refuse calls
+    // under the concurrency limit with the collector healthy.
+    refused("audit.queue_capacity", |c| {
+        c.limits.max_concurrent_calls = 512;
+        c.audit.queue_capacity = 100;
+    });
+}
+
+#[test]
+fn audit_max_batch_zero() {
+    refused("audit.max_batch", |c| c.audit.max_batch = 0);
+}
+
+#[test]
+fn audit_max_subject_events_zero() {
+    refused("audit.max_subject_events", |c| {
+        c.audit.max_subject_events = 0
+    });
+}
+
+#[test]
+fn audit_export_timeout_zero() {
+    refused("audit.export_timeout", |c| {
+        c.audit.export_timeout = Duration::ZERO
+    });
+}
+
+#[test]
+fn audit_shadow_policy_empty() {
+    refused("audit.shadow_policy", |c| {
+        c.audit.shadow_policy = Some(PathBuf::new())
+    });
+}
+
+#[test]
+fn audit_section_defaults() {
+    let c = base();
+    assert_eq!(c.audit.mode, discreet_config::AuditModeConfig::Strict);
+    assert_eq!(c.audit.queue_capacity, 8192);
+    assert_eq!(c.audit.max_subject_events, 1000);
+    assert!(c.metrics.is_none());
+}

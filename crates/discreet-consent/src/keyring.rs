@@ -9,6 +9,7 @@
 //! | `caller-jwks.json`, `caller-private.pem` | service-account token keys (ES256, kid `dev-caller`) |
 //! | `revocations.json` | the revocation list (empty) |
 //! | `pseudonym.key` | 32 random bytes, hex: the pseudonymisation secret |
+//! | `audit.key` | 32 random bytes, hex: the audit pseudonym key (`discreet audit` needs it) |
 
 use std::{
     collections::BTreeSet,
@@ -58,11 +59,14 @@ impl DevKeyring {
             )
             .map_err(io)?;
         }
-        let secret = dir.join("pseudonym.key");
-        if !secret.exists() {
-            let mut bytes = [0u8; 32];
-            OsRng.fill_bytes(&mut bytes);
-            write(&secret, hex_encode(&bytes).as_bytes(), true).map_err(io)?;
+        // Two independent secrets: callers' pseudonyms and the audit trail's must not join.
+        for name in ["pseudonym.key", "audit.key"] {
+            let secret = dir.join(name);
+            if !secret.exists() {
+                let mut bytes = [0u8; 32];
+                OsRng.fill_bytes(&mut bytes);
+                write(&secret, hex_encode(&bytes).as_bytes(), true).map_err(io)?;
+            }
         }
         Ok(DevKeyring {
             dir: dir.to_owned(),

@@ -64,6 +64,7 @@ impl RewriteBody {
 
     fn fail(&mut self, error: &CallError) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.done = true;
+        self.enforcer.access.finish_err(error);
         let mut trailers = error.trailers();
         trailers.insert(metadata::DECISION_ID, self.decision_id.clone());
         trailers.insert(metadata::DECISION, HeaderValue::from_static("denied"));
@@ -81,9 +82,8 @@ impl RewriteBody {
             ),
             Some(tonic::Code::Ok) => {
                 self.done = true;
-                Poll::Ready(Some(Ok(Frame::trailers(
-                    self.enforcer.ok_trailers(&self.decision_id),
-                ))))
+                let trailers = self.enforcer.finish_ok(&self.decision_id);
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             Some(code) => self.fail(&CallError::UpstreamStatus(code)),
             None => self.fail(&CallError::UpstreamProtocol("no grpc-status".into())),

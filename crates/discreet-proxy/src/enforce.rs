@@ -9,12 +9,14 @@ use discreet_redact::{RewriteReport, append_length_delimited, fields, last_strin
 use http::{HeaderMap, HeaderValue};
 
 use crate::{
+    access::AccessLog,
     frame,
     grants::Grants,
     metadata,
     plans::{CompiledPlan, PlanCache},
     policy_state::ActivePolicy,
     route::{MethodRoute, ResponseShape},
+    shadow::ShadowPolicy,
     status::{CallError, status_value},
 };
 
@@ -43,6 +45,11 @@ pub(crate) struct ResponseEnforcer {
     pub(crate) withheld_records: u64,
     pub(crate) released_records: u64,
     withheld_fields: Vec<Arc<str>>,
+    /// Leaf paths withheld at run time (stale data), for the access span.
+    runtime_withheld: Vec<Arc<str>>,
+    records_total: u64,
+    pub(crate) access: AccessLog,
+    shadow: Option<Arc<ShadowPolicy>>,
     report: RewriteReport,
     scratch: Vec<u8>,
     /// The last plan used and its grant: records of one call mostly share one.
@@ -60,6 +67,7 @@ impl ResponseEnforcer {
         grants: Grants,
         now: i64,
         withheld_before: u64,
+        (access, shadow): (AccessLog, Option<Arc<ShadowPolicy>>),
     ) -> Self {
         ResponseEnforcer {
             route,
@@ -72,6 +80,10 @@ impl ResponseEnforcer {
             withheld_records: withheld_before,
             released_records: 0,
             withheld_fields: Vec::new(),
+            runtime_withheld: Vec::new(),
+            records_total: withheld_before,
+            access,
+            shadow,
             report: RewriteReport::default(),
             scratch: Vec::new(),
             last: None,
@@ -114,6 +126,8 @@ impl ResponseEnforcer {
     }
 
     fn record(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Verdict, CallError> {
+        use discreet_telemetry::attr::{outcome, reason};
+        self.records_total += 1;
         let subject = last_string(input, &self.route.record_subject)
             .map_err(|e| CallError::UpstreamProtocol(e.to_string()))?;
         // Special categories in a token are consented to for the token's purposes only:
@@ -121,38 +135,80 @@ impl ResponseEnforcer {
         // needs no consent to read the rest of the record.
         let grant = match subject.and_then(|s| self.grants.get(s)) {
             Some(g) if g.allows_purpose(&self.purpose) => g.clone(),
-            _ if self.consent_required => return Ok(Verdict::NoGrant),
+            _ if self.consent_required => {
+                if let Some(s) = subject {
+                    self.access.subject(
+                        s,
+                        outcome::WITHHELD,
+                        Some(reason::NO_CONSENT),
+                        &self.grants,
+                    )?;
+                }
+                return Ok(Verdict::NoGrant);
+            }
             // Not consent-based: no token needed, and no special category either.
             _ => ConsentGrant::default(),
         };
-        let plan = self.plan(grant)?;
+        let plan = self.plan(grant.clone())?;
         self.report.clear();
         let (outcome, variant) = plan
             .plan
             .apply_variant(input, self.now, out, &mut self.report)
             .map_err(|e| CallError::UpstreamProtocol(e.to_string()))?;
+        // Withheld at run time (stale, or a transform that did not apply).
+        let runtime: Vec<Arc<str>> = if self.report.withheld.is_empty() {
+            Vec::new()
+        } else {
+            let served_by = plan.plan.redaction_plan(variant);
+            self.report
+                .withheld
+                .iter()
+                .map(|id| Arc::from(served_by.path(*id)))
+                .collect()
+        };
+        let released = matches!(outcome, RecordOutcome::Released);
+        if let Some(shadow) = &self.shadow
+            && let Some(tally) = self.access.shadow().as_mut()
+        {
+            let active = released.then_some((&*plan, variant, runtime.as_slice()));
+            tally.record(
+                shadow,
+                &self.route.record_type,
+                &self.purpose,
+                &grant,
+                input,
+                self.now,
+                active,
+            );
+        }
         match outcome {
             RecordOutcome::Released => {
                 self.released_records += 1;
                 for path in plan.withheld(variant) {
                     self.note_withheld(path);
                 }
-                // Withheld at run time (stale, or a transform that did not apply).
-                if !self.report.withheld.is_empty() {
-                    let served_by = plan.plan.redaction_plan(variant);
-                    let runtime: Vec<Arc<str>> = self
-                        .report
-                        .withheld
-                        .iter()
-                        .map(|id| Arc::from(served_by.path(*id)))
-                        .collect();
-                    for path in &runtime {
-                        self.note_withheld(path);
-                    }
+                for path in &runtime {
+                    self.note_withheld(path);
+                    discreet_telemetry::push_unique(&mut self.runtime_withheld, path);
+                }
+                self.access.record_served(&plan, variant);
+                if let Some(s) = subject {
+                    self.access
+                        .subject(s, outcome::RELEASED, None, &self.grants)?;
                 }
                 Ok(Verdict::Released)
             }
-            RecordOutcome::Refused(r) => Ok(Verdict::Refused(r)),
+            RecordOutcome::Refused(r) => {
+                // A refused record of a stream or batch is withheld and the call goes on;
+                // a refused single record fails the call (and its span says denied).
+                let withheld_whole = self.route.server_streaming
+                    || matches!(self.route.response, ResponseShape::Envelope { .. });
+                if withheld_whole && let Some(s) = subject {
+                    self.access
+                        .subject(s, outcome::WITHHELD, Some(reason::GUARD), &self.grants)?;
+                }
+                Ok(Verdict::Refused(r))
+            }
         }
     }
 
@@ -176,16 +232,15 @@ impl ResponseEnforcer {
         }
     }
 
-    /// The trailers of a call that completed: OK, plus what was withheld.
-    pub(crate) fn ok_trailers(&self, decision_id: &HeaderValue) -> HeaderMap {
+    /// The trailers of a call that completed: OK, plus what was withheld. Closes the
+    /// access span.
+    pub(crate) fn finish_ok(&mut self, decision_id: &HeaderValue) -> HeaderMap {
         let mut t = HeaderMap::with_capacity(6);
         t.insert("grpc-status", status_value(tonic::Code::Ok));
         t.insert(metadata::DECISION_ID, decision_id.clone());
         let partial = self.withheld_records > 0 || !self.withheld_fields.is_empty();
-        t.insert(
-            metadata::DECISION,
-            HeaderValue::from_static(if partial { "partial" } else { "allowed" }),
-        );
+        let decision = if partial { "partial" } else { "allowed" };
+        t.insert(metadata::DECISION, HeaderValue::from_static(decision));
         if let Ok(v) = HeaderValue::from_str(&self.active.policy.version) {
             t.insert(metadata::POLICY_VERSION, v);
         }
@@ -213,6 +268,16 @@ impl ResponseEnforcer {
                 HeaderValue::from(self.withheld_records),
             );
         }
+        self.access.finish_ok(
+            decision,
+            &self.withheld_fields,
+            &self.runtime_withheld,
+            (
+                self.records_total,
+                self.released_records,
+                self.withheld_records,
+            ),
+        );
         t
     }
 }

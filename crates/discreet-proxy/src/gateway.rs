@@ -11,10 +11,30 @@ use tokio::{
 };
 use tonic_health::ServingStatus;
 
+use discreet_telemetry::SpanIds;
+
 use crate::{
-    Clock, DecisionIds, caller::CallerAuth, local::LocalServices, plans::PlanCache,
-    policy_state::PolicyState, route::MethodTable, server, service::Core, upstream::UpstreamClient,
+    Clock, DecisionIds, access::AuditState, caller::CallerAuth, local::LocalServices,
+    plans::PlanCache, policy_state::PolicyState, route::MethodTable, server, service::Core,
+    shadow::ShadowPolicy, upstream::UpstreamClient,
 };
+
+fn count_reload(metrics: &discreet_telemetry::metrics::GatewayMetrics, applied: bool) {
+    metrics
+        .policy_reloads
+        .get_or_create(&discreet_telemetry::metrics::ResultLabels {
+            result: if applied { "applied" } else { "rejected" },
+        })
+        .inc();
+}
+
+fn random_seed() -> u64 {
+    use rand_core::{OsRng, RngCore};
+    OsRng.next_u64()
+}
+
+/// Longest wait at shutdown for queued access spans to be exported.
+const AUDIT_FLUSH: Duration = Duration::from_secs(5);
 
 /// How often the policy file is polled besides file-system events.
 const POLICY_POLL: Duration = Duration::from_secs(1);
@@ -35,7 +55,10 @@ pub struct Gateway {
     server: JoinHandle<()>,
     core: Arc<Core>,
     policy_watch: Option<JoinHandle<()>>,
+    shadow_watch: Option<JoinHandle<()>>,
     embedded: Option<JoinHandle<()>>,
+    metrics_addr: Option<SocketAddr>,
+    audit_export: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -56,6 +79,63 @@ impl Gateway {
             .await
             .map_err(|e| e.to_string())?;
         let callers = CallerAuth::start(&config.identity).await?;
+        let audit_key = std::fs::read(&config.audit.key_file)
+            .map_err(|e| {
+                format!(
+                    "{}: cannot read audit key: {}",
+                    config.audit.key_file.display(),
+                    e.kind()
+                )
+            })
+            .and_then(|raw| {
+                discreet_telemetry::AuditKey::from_file_contents(&raw)
+                    .map_err(|e| format!("{}: {e}", config.audit.key_file.display()))
+            })?;
+        let metrics = Arc::new(discreet_telemetry::metrics::GatewayMetrics::new(
+            audit_key.key_id(),
+        ));
+        let (trail, audit_export) = discreet_telemetry::AuditTrail::start(
+            &discreet_telemetry::ExportSettings {
+                endpoint: config.audit.endpoint.clone(),
+                mode: match config.audit.mode {
+                    discreet_config::AuditModeConfig::Strict => {
+                        discreet_telemetry::AuditMode::Strict
+                    }
+                    discreet_config::AuditModeConfig::Relaxed => {
+                        discreet_telemetry::AuditMode::Relaxed
+                    }
+                },
+                queue_capacity: config.audit.queue_capacity,
+                max_batch: config.audit.max_batch,
+                export_timeout: config.audit.export_timeout,
+                service_name: config.audit.service_name.clone(),
+                service_instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned()),
+            },
+            Arc::clone(&metrics.audit),
+        )?;
+        let shadow = match &config.audit.shadow_policy {
+            Some(path) => Some(Arc::new(ShadowPolicy {
+                state: Arc::new(
+                    PolicyState::load(path, Arc::clone(&schema))
+                        .map_err(|e| format!("audit.shadow_policy: {e}"))?,
+                ),
+                plans: PlanCache::new(
+                    config.limits.plan_cache_entries,
+                    Arc::clone(&schema),
+                    Arc::from(secret.clone()),
+                    None,
+                ),
+            })),
+            None => None,
+        };
+        let metrics_listener = match &config.metrics {
+            Some(m) => Some(
+                TcpListener::bind(m.listen)
+                    .await
+                    .map_err(|e| format!("metrics.listen {}: {e}", m.listen))?,
+            ),
+            None => None,
+        };
         let local = LocalServices::new(&schema.pool().encode_to_vec())?;
         let tls = match &config.tls {
             Some(t) => Some(server::tls_acceptor(&t.cert_file, &t.key_file)?),
@@ -89,6 +169,7 @@ impl Gateway {
                 config.limits.plan_cache_entries,
                 Arc::clone(&schema),
                 Arc::from(secret),
+                Some(&metrics),
             )),
             callers,
             consent,
@@ -98,7 +179,17 @@ impl Gateway {
             clock: options.clock,
             local,
             decision_ids: DecisionIds::new(),
+            audit: AuditState {
+                trail,
+                key_id: Arc::from(audit_key.key_id()),
+                key: audit_key,
+                span_ids: SpanIds::new(random_seed()),
+                max_subject_events: config.audit.max_subject_events,
+            },
+            metrics: Arc::clone(&metrics),
+            shadow: shadow.clone(),
         });
+        metrics.set_policy_version(&Arc::from(policy.current().policy.version.as_str()));
         for service in config
             .methods
             .keys()
@@ -114,10 +205,32 @@ impl Gateway {
             .reporter
             .set_service_status("", ServingStatus::Serving)
             .await;
-        let policy_watch = config
-            .policy
-            .watch
-            .then(|| Arc::clone(&policy).watch(POLICY_POLL));
+        let policy_watch = config.policy.watch.then(|| {
+            let m = Arc::clone(&metrics);
+            Arc::clone(&policy).watch(POLICY_POLL, "policy", move |active, applied| {
+                count_reload(&m, applied);
+                m.set_policy_version(&Arc::from(active.policy.version.as_str()));
+            })
+        });
+        let shadow_watch = shadow.map(|shadow| {
+            let m = Arc::clone(&metrics);
+            m.set_shadow_policy_version(&Arc::from(shadow.state.current().policy.version.as_str()));
+            Arc::clone(&shadow.state).watch(POLICY_POLL, "shadow policy", move |active, _| {
+                m.set_shadow_policy_version(&Arc::from(active.policy.version.as_str()));
+            })
+        });
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                tokio::spawn(crate::admin::serve_metrics(
+                    listener,
+                    Arc::clone(&core),
+                    stop.subscribe(),
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let mut shutdown = stop_rx;
         let server = tokio::spawn(server::serve(
@@ -143,8 +256,17 @@ impl Gateway {
             server,
             core,
             policy_watch,
+            shadow_watch,
             embedded,
+            metrics_addr,
+            audit_export,
         })
+    }
+
+    /// Where `/metrics` is served, if configured.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Where the gateway accepts calls.
@@ -172,8 +294,23 @@ impl Gateway {
         if let Some(w) = self.policy_watch {
             w.abort();
         }
+        if let Some(w) = self.shadow_watch {
+            w.abort();
+        }
         if let Some(e) = self.embedded {
             let _ = e.await;
+        }
+        // The last spans: the export task ends once every sender (the core's trail) is
+        // gone and the queue is drained; a collector that is away cannot hold the
+        // shutdown beyond this.
+        drop(self.core);
+        if tokio::time::timeout(AUDIT_FLUSH, self.audit_export)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "audit export did not drain within {AUDIT_FLUSH:?}; spans still queued are lost"
+            );
         }
     }
 

@@ -1,7 +1,7 @@
 //! Step 5 of a read: the consent tokens a call carries, verified, as grants by subject.
 //! One token per subject; a batch carries several `x-discreet-consent` entries (or one
 //! entry with comma-separated tokens, as HTTP may fold repeated headers).
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use discreet_consent::ConsentService;
 use discreet_policy::ConsentGrant;
@@ -13,9 +13,23 @@ use crate::{metadata::CONSENT, status::CallError};
 #[derive(Debug, Default)]
 pub(crate) struct Grants {
     by_subject: HashMap<String, ConsentGrant>,
+    /// Each subject's (last) token id and consent version, for the access span.
+    tokens: HashMap<String, (Arc<str>, Option<u64>)>,
+    token_ids: Vec<Arc<str>>,
 }
 
 impl Grants {
+    pub(crate) fn token_ids(&self) -> &[Arc<str>] {
+        &self.token_ids
+    }
+
+    /// The token that granted `subject`, and its consent version.
+    pub(crate) fn token_of(&self, subject: &str) -> (Option<Arc<str>>, Option<u64>) {
+        self.tokens
+            .get(subject)
+            .map_or((None, None), |(id, v)| (Some(Arc::clone(id)), *v))
+    }
+
     pub(crate) fn get(&self, subject: &str) -> Option<&ConsentGrant> {
         self.by_subject.get(subject)
     }
@@ -49,6 +63,11 @@ pub(crate) async fn verify(
                 .verify_cached(token)
                 .await
                 .map_err(CallError::Consent)?;
+            let id: Arc<str> = Arc::from(verified.token_id.as_str());
+            grants.token_ids.push(Arc::clone(&id));
+            grants
+                .tokens
+                .insert(verified.subject.clone(), (id, verified.consent_version));
             // Two tokens for one subject: each is genuine consent, so the grant is both.
             let grant = grants
                 .by_subject

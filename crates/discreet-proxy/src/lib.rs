@@ -18,6 +18,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod access;
+mod admin;
 mod body;
 mod caller;
 mod enforce;
@@ -31,6 +33,7 @@ mod policy_state;
 mod route;
 mod server;
 mod service;
+mod shadow;
 mod status;
 mod upstream;
 

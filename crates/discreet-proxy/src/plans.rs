@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use discreet_policy::{Action, ConsentGrant, PurposePlan};
 use discreet_schema::Schema;
+use discreet_telemetry::metrics::{GatewayMetrics, ResultLabels};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::policy_state::ActivePolicy;
 
@@ -23,9 +25,62 @@ pub(crate) struct CompiledPlan {
     /// withheld message: index 0 for the base plan, `i + 1` for the `i`-th jurisdiction
     /// variant.
     withheld: Vec<Vec<Arc<str>>>,
+    /// What each plan (same indexing) releases, for the access span.
+    released: Vec<Released>,
+}
+
+/// What one plan lets out, worked out once per plan: leaf paths kept as they are, leaf
+/// paths transformed, and the categories of both and of what is withheld.
+#[derive(Debug, Default)]
+pub(crate) struct Released {
+    pub(crate) kept: Vec<Arc<str>>,
+    pub(crate) transformed: Vec<Arc<str>>,
+    pub(crate) categories: Vec<Arc<str>>,
+    pub(crate) withheld_categories: Vec<Arc<str>>,
+}
+
+impl Released {
+    fn from_explained(explained: &[discreet_policy::Explanation]) -> Self {
+        let mut r = Released::default();
+        for e in explained {
+            let path: Arc<str> = Arc::from(e.path.as_str());
+            let category = e.category.as_deref().map(Arc::<str>::from);
+            match e.decision.action {
+                Action::Drop => {
+                    if let Some(c) = &category {
+                        discreet_telemetry::push_unique(&mut r.withheld_categories, c);
+                    }
+                    continue;
+                }
+                Action::Keep => r.kept.push(path),
+                _ => r.transformed.push(path),
+            }
+            if let Some(c) = &category {
+                discreet_telemetry::push_unique(&mut r.categories, c);
+            }
+        }
+        r
+    }
+
+    /// Whether `path` (a leaf) is released by this plan.
+    pub(crate) fn releases(&self, path: &str) -> bool {
+        self.kept
+            .iter()
+            .chain(&self.transformed)
+            .any(|p| &**p == path)
+    }
 }
 
 impl CompiledPlan {
+    /// What the plan that served a record releases.
+    pub(crate) fn released(&self, variant: Option<usize>) -> &Released {
+        static NONE: std::sync::OnceLock<Released> = std::sync::OnceLock::new();
+        let i = variant.map_or(0, |v| v + 1);
+        self.released
+            .get(i)
+            .unwrap_or_else(|| NONE.get_or_init(Released::default))
+    }
+
     /// What the plan that served a record (see `PurposePlan::apply_variant`) withholds.
     pub(crate) fn withheld(&self, variant: Option<usize>) -> &[Arc<str>] {
         let i = variant.map_or(0, |v| v + 1);
@@ -39,14 +94,30 @@ pub(crate) struct PlanCache {
     cache: moka::sync::Cache<PlanKey, Arc<CompiledPlan>>,
     schema: Arc<Schema>,
     secret: Arc<[u8]>,
+    hits: Counter,
+    misses: Counter,
 }
 
 impl PlanCache {
-    pub(crate) fn new(capacity: u64, schema: Arc<Schema>, secret: Arc<[u8]>) -> Self {
+    /// `metrics`: where hits and misses are counted (`None` for a cache nobody watches,
+    /// such as the shadow policy's).
+    pub(crate) fn new(
+        capacity: u64,
+        schema: Arc<Schema>,
+        secret: Arc<[u8]>,
+        metrics: Option<&GatewayMetrics>,
+    ) -> Self {
+        let counter = |result| {
+            metrics.map_or_else(Counter::default, |m| {
+                m.plan_cache.get_or_create(&ResultLabels { result }).clone()
+            })
+        };
         PlanCache {
             cache: moka::sync::Cache::new(capacity),
             schema,
             secret,
+            hits: counter("hit"),
+            misses: counter("miss"),
         }
     }
 
@@ -64,9 +135,20 @@ impl PlanCache {
             purpose: Arc::clone(purpose),
             grant: grant.clone(),
         };
-        self.cache
-            .try_get_with(key, || self.compile(active, record_type, purpose, grant))
-            .map_err(|e| (*e).clone())
+        let compiled = std::cell::Cell::new(false);
+        let plan = self
+            .cache
+            .try_get_with(key, || {
+                compiled.set(true);
+                self.compile(active, record_type, purpose, grant)
+            })
+            .map_err(|e| (*e).clone());
+        if compiled.get() {
+            self.misses.inc();
+        } else {
+            self.hits.inc();
+        }
+        plan
     }
 
     fn compile(
@@ -85,23 +167,25 @@ impl PlanCache {
             grant,
             &self.secret,
         )?;
-        let mut withheld = vec![withheld_paths(policy.explain(
-            &self.schema,
-            record_type,
-            purpose,
-            grant,
-            None,
-        )?)];
+        let base = policy.explain(&self.schema, record_type, purpose, grant, None)?;
+        let mut released = vec![Released::from_explained(&base)];
+        let mut withheld = vec![withheld_paths(base)];
         for jurisdiction in plan.variant_jurisdictions() {
-            withheld.push(withheld_paths(policy.explain(
+            let explained = policy.explain(
                 &self.schema,
                 record_type,
                 purpose,
                 grant,
                 Some(jurisdiction),
-            )?));
+            )?;
+            released.push(Released::from_explained(&explained));
+            withheld.push(withheld_paths(explained));
         }
-        Ok(Arc::new(CompiledPlan { plan, withheld }))
+        Ok(Arc::new(CompiledPlan {
+            plan,
+            withheld,
+            released,
+        }))
     }
 }
 

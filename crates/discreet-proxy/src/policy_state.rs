@@ -129,7 +129,14 @@ impl PolicyState {
     /// Watches the file until the returned task is aborted: file-system events wake it
     /// at once, and a poll catches what events miss (network file systems, and the
     /// symlink swap Kubernetes uses to update a mounted ConfigMap).
-    pub(crate) fn watch(self: Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
+    /// `report` is told of every reload attempt that changed something: the active
+    /// version and whether the new file was applied (for metrics).
+    pub(crate) fn watch(
+        self: Arc<Self>,
+        poll: Duration,
+        what: &'static str,
+        report: impl Fn(&ActivePolicy, bool) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         // Watch the directory, not the file: an atomic replace gives the path a new inode.
         let watcher = self.path.parent().and_then(|dir| {
@@ -157,14 +164,16 @@ impl PolicyState {
                         version,
                         generation,
                     } => {
-                        tracing::info!(policy.version = %version, policy.generation = generation, "policy reloaded");
+                        tracing::info!(policy.version = %version, policy.generation = generation, "{what} reloaded");
+                        report(&self.current(), true);
                     }
                     Reload::Rejected(message) => {
                         let active = self.current();
                         tracing::error!(
                             policy.version = %active.policy.version,
-                            "policy file rejected, keeping the active version: {message}"
+                            "{what} file rejected, keeping the active version: {message}"
                         );
+                        report(&active, false);
                     }
                 }
             }

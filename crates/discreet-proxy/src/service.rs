@@ -29,6 +29,7 @@ use tonic::body::Body;
 
 use crate::{
     Clock, DecisionIds,
+    access::{AccessLog, AuditState},
     body::{RewriteBody, upstream_code},
     caller::CallerAuth,
     enforce::ResponseEnforcer,
@@ -39,6 +40,7 @@ use crate::{
     plans::PlanCache,
     policy_state::PolicyState,
     route::{MethodTable, SubjectField},
+    shadow::{ShadowPolicy, ShadowTally},
     status::CallError,
     upstream::UpstreamClient,
 };
@@ -57,6 +59,9 @@ pub(crate) struct Core {
     pub(crate) clock: Clock,
     pub(crate) local: LocalServices,
     pub(crate) decision_ids: DecisionIds,
+    pub(crate) audit: AuditState,
+    pub(crate) metrics: Arc<discreet_telemetry::metrics::GatewayMetrics>,
+    pub(crate) shadow: Option<Arc<ShadowPolicy>>,
 }
 
 impl Core {
@@ -84,9 +89,21 @@ impl Core {
             return http_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }
         let decision_id = self.decision_ids.next();
-        match self.enforce(request, &decision_id).await {
+        let mut access = Some(AccessLog::begin(
+            &self,
+            path,
+            request
+                .headers()
+                .get("traceparent")
+                .map(HeaderValue::as_bytes),
+            decision_id.to_str().unwrap_or("unknown"),
+        ));
+        match self.enforce(request, &decision_id, &mut access).await {
             Ok(response) => response,
             Err(e) => {
+                if let Some(mut access) = access.take() {
+                    access.finish_err(&e);
+                }
                 tracing::info!(decision.id = ?decision_id, grpc.code = ?e.code(), "call refused: {e}");
                 trailers_only(&e, &decision_id)
             }
@@ -97,16 +114,28 @@ impl Core {
         self: &Arc<Self>,
         request: Request<Incoming>,
         decision_id: &HeaderValue,
+        access_slot: &mut Option<AccessLog>,
     ) -> Result<Response<Body>, CallError> {
         let permit = Arc::clone(&self.admission)
             .try_acquire_owned()
             .map_err(|_| CallError::Overloaded)?;
+        // Before any work for the call: strict audit mode refuses a call whose span would
+        // have no place in the export queue.
+        if let Some(access) = access_slot.as_mut() {
+            access.reserve(&self.audit.trail)?;
+        }
         let route = self
             .routes
             .get(request.uri().path())
             .cloned()
             .ok_or_else(|| CallError::UnknownMethod(request.uri().path().to_owned()))?;
         tracing::debug!(method = %route.path, kind = ?route.kind, decision.id = ?decision_id, "routed");
+        if let Some(access) = access_slot.as_mut() {
+            access.method_kind(match route.kind {
+                discreet_config::MethodKind::Read => "read",
+                discreet_config::MethodKind::Write => "write",
+            });
+        }
         let timeout = metadata::timeout(
             request.headers(),
             self.limits.default_timeout,
@@ -123,15 +152,24 @@ impl Core {
         let (parts, body) = request.into_parts();
 
         let before_response = async {
+            let access = access_slot.as_mut().ok_or(CallError::Cancelled)?;
             let caller = self.callers.identify(&parts.headers).await?;
+            access.caller(&caller);
             let purpose = metadata::purpose(&parts.headers).map_err(CallError::Purpose)?;
             let active = self.policy.current();
-            let consent_required = active
+            access.purpose(purpose, active.policy.purposes.contains_key(purpose));
+            access.policy_version(&active.policy.version);
+            if let Some(shadow) = &self.shadow {
+                let candidate = shadow.state.current();
+                let denied = candidate.policy.check_caller(&caller, purpose).is_err();
+                *access.shadow() = Some(ShadowTally::new(candidate, denied));
+            }
+            let allowed = active
                 .policy
                 .check_caller(&caller, purpose)
-                .map_err(CallError::Access)?
-                .legal_basis
-                == LegalBasis::Consent;
+                .map_err(CallError::Access)?;
+            access.allowed(allowed.legal_basis.as_str(), &active.policy.version);
+            let consent_required = allowed.legal_basis == LegalBasis::Consent;
             let purpose: Arc<str> = Arc::from(purpose);
             let grants = grants::verify(
                 &self.consent,
@@ -139,11 +177,17 @@ impl Core {
                 self.limits.max_consent_tokens,
             )
             .await?;
+            access.grants(&grants);
             let message = read_one_message(body, self.limits.max_message_bytes).await?;
             let (message, withheld_before) = match &route.request_subjects {
-                Some(field) => {
-                    self.admit_subjects(field, message, &grants, &purpose, consent_required)?
-                }
+                Some(field) => self.admit_subjects(
+                    field,
+                    message,
+                    &grants,
+                    &purpose,
+                    consent_required,
+                    access,
+                )?,
                 None => (message, 0),
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -157,7 +201,12 @@ impl Core {
                     .is_none()
                     .then(|| u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
             );
+            // The store's spans become children of the access span, in the same trace.
+            if let Ok(v) = HeaderValue::from_str(&access.trace().upstream_traceparent()) {
+                upstream_request.headers_mut().insert("traceparent", v);
+            }
             let response = self.upstream.send(upstream_request).await?;
+            let access = access_slot.take().ok_or(CallError::Cancelled)?;
             let enforcer = ResponseEnforcer::new(
                 Arc::clone(&route),
                 active,
@@ -167,6 +216,7 @@ impl Core {
                 grants,
                 self.clock.now(),
                 withheld_before,
+                (access, self.shadow.clone()),
             );
             Ok::<_, CallError>((response, enforcer))
         };
@@ -223,12 +273,15 @@ impl Core {
         grants: &grants::Grants,
         purpose: &str,
         consent_required: bool,
+        access: &mut AccessLog,
     ) -> Result<(Bytes, u64), CallError> {
+        use discreet_telemetry::attr::{outcome, reason};
         if !field.repeated {
             let subject = last_string(&message, &field.path)
                 .map_err(CallError::RequestMessage)?
                 .filter(|s| !s.is_empty())
                 .ok_or(CallError::NoSubject)?;
+            access.single_subject(subject);
             if consent_required && !grants.allows(subject, purpose) {
                 return Err(CallError::SubjectWithoutConsent);
             }
@@ -251,10 +304,14 @@ impl Core {
                 let subject = std::str::from_utf8(f.payload).unwrap_or("");
                 if !grants.allows(subject, purpose) {
                     withheld += 1;
+                    access.subject(subject, outcome::WITHHELD, Some(reason::NO_CONSENT), grants)?;
                     continue;
                 }
             }
             kept.extend_from_slice(f.raw);
+        }
+        if let Some(tally) = access.shadow().as_mut() {
+            tally.withheld_before(withheld);
         }
         Ok((Bytes::from(kept), withheld))
     }

@@ -63,6 +63,10 @@ pub(crate) enum CallError {
     UpstreamProtocol(String),
     #[error("policy could not be applied: {0}")]
     Policy(String),
+    #[error("the audit trail is not accepting accesses (export queue full); retry with backoff")]
+    AuditUnavailable,
+    #[error("the call was cancelled before it completed")]
+    Cancelled,
 }
 
 impl CallError {
@@ -71,7 +75,8 @@ impl CallError {
         use CallError::*;
         match self {
             Overloaded | TooManyTokens(_) | TooManySubjects(_) => Code::ResourceExhausted,
-            UpstreamUnavailable | UpstreamStalled => Code::Unavailable,
+            UpstreamUnavailable | UpstreamStalled | AuditUnavailable => Code::Unavailable,
+            Cancelled => Code::Cancelled,
             UnknownMethod(_) | RequestCardinality => Code::Unimplemented,
             Caller(e) | Consent(e) => consent_code(e),
             NoCallerToken => Code::Unauthenticated,
@@ -89,6 +94,36 @@ impl CallError {
             // The store's own verdict (NOT_FOUND, INVALID_ARGUMENT, ...), without its
             // message: store messages may quote record contents.
             UpstreamStatus(code) => *code,
+        }
+    }
+
+    /// The stable reason code recorded on the access span (`attr::reason`).
+    pub(crate) fn reason(&self) -> &'static str {
+        use CallError::*;
+        use discreet_telemetry::attr::reason as r;
+        match self {
+            Overloaded => r::OVERLOADED,
+            AuditUnavailable => r::AUDIT_UNAVAILABLE,
+            UnknownMethod(_) => r::UNKNOWN_METHOD,
+            Caller(e) | Consent(e) if consent_code(e) == Code::Unavailable => {
+                r::DEPENDENCY_UNAVAILABLE
+            }
+            Caller(_) | NoCallerToken => r::UNAUTHENTICATED_CALLER,
+            Purpose(_) => r::INVALID_PURPOSE,
+            Access(_) => r::CALLER_NOT_ALLOWED,
+            Consent(ConsentError::Revoked) => r::CONSENT_REVOKED,
+            Consent(e) if consent_code(e) == Code::PermissionDenied => r::NO_CONSENT,
+            Consent(_) => r::INVALID_CONSENT_TOKEN,
+            SubjectWithoutConsent | UnexpectedSubject => r::NO_CONSENT,
+            Refused(_) => r::GUARD,
+            TooManyTokens(_) | TooManySubjects(_) | NoSubject | RequestFrame(_)
+            | RequestCardinality | RequestMessage(_) | RequestMetadata(_) => r::INVALID_REQUEST,
+            RequestBody | Cancelled => r::CANCELLED,
+            DeadlineExceeded => r::DEADLINE_EXCEEDED,
+            UpstreamUnavailable | UpstreamStalled | UpstreamStatus(_) | UpstreamProtocol(_) => {
+                r::UPSTREAM
+            }
+            Policy(_) => r::INTERNAL,
         }
     }
 

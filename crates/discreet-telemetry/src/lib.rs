@@ -9,5 +9,23 @@
 
 pub mod attr;
 mod audit_key;
+mod record;
+mod trace_context;
+
+#[cfg(feature = "export")]
+mod export;
+#[cfg(feature = "export")]
+pub mod metrics;
+#[cfg(feature = "export")]
+pub mod receiver;
+#[cfg(feature = "export")]
+mod span;
 
 pub use audit_key::{AuditKey, AuditKeyError, MIN_AUDIT_KEY_BYTES};
+pub use record::{AccessRecord, ShadowOutcome, SubjectEvent, push_unique};
+pub use trace_context::{SpanIds, TraceContext};
+
+#[cfg(feature = "export")]
+pub use export::{AuditMode, AuditSlot, AuditTrail, AuditUnavailable, ExportSettings};
+#[cfg(feature = "export")]
+pub use span::{access_span, subjects_span};

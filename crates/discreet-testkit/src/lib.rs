@@ -16,6 +16,9 @@ use discreet_config::GatewayConfig;
 use discreet_consent::keyring::DevKeyring;
 use discreet_proto::profile::v1::profile_service_client::ProfileServiceClient;
 pub use discreet_proxy::{Clock, Gateway, Options};
+use discreet_telemetry::{AuditKey, receiver::OtlpReceiver};
+/// An access span as the receiver got it (OTLP protobuf).
+pub use opentelemetry_proto::tonic::trace::v1::Span;
 pub use profile_store::{Dataset, PERSONAS, REFERENCE_NOW};
 use tonic::{metadata::MetadataValue, transport::Channel};
 
@@ -64,6 +67,8 @@ pub struct Harness {
     pub keys: DevKeyring,
     /// The configuration the gateway runs with (paths resolved into [`Harness::dir`]).
     pub config: GatewayConfig,
+    /// The OTLP/gRPC receiver the gateway exports access spans to.
+    pub receiver: OtlpReceiver,
     dir: TempDir,
 }
 
@@ -89,6 +94,12 @@ impl Harness {
         let mut config = GatewayConfig::load(&dir.path().join("discreet.yaml"))?;
         config.listen = "127.0.0.1:0".parse()?;
         config.upstream = discreet_config::Upstream::Embedded { profiles: 300 };
+        // Audit spans go to a real OTLP/gRPC receiver on a free port; metrics too.
+        let receiver = OtlpReceiver::start(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
+        config.audit.endpoint = receiver.endpoint();
+        config.metrics = Some(discreet_config::MetricsConfig {
+            listen: "127.0.0.1:0".parse()?,
+        });
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let options = Options {
@@ -99,8 +110,39 @@ impl Harness {
             gateway: Some(gateway),
             keys,
             config,
+            receiver,
             dir,
         })
+    }
+
+    /// Where `/metrics` is served (when the configuration has a `metrics` section).
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.gateway.as_ref().and_then(Gateway::metrics_addr)
+    }
+
+    /// The audit key the gateway makes span pseudonyms with.
+    pub fn audit_key(&self) -> Result<AuditKey, HarnessError> {
+        Ok(AuditKey::from_file_contents(&std::fs::read(
+            &self.config.audit.key_file,
+        )?)?)
+    }
+
+    /// Waits (up to 10 s) until the receiver holds at least `n` access spans, and
+    /// returns every span it holds.
+    pub async fn wait_for_spans(&self, n: usize) -> Result<Vec<Span>, HarnessError> {
+        for _ in 0..400 {
+            let spans = self.receiver.spans();
+            if spans.len() >= n {
+                return Ok(spans);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err(format!(
+            "{} spans arrived, {n} expected",
+            self.receiver.spans().len()
+        )
+        .into())
     }
 
     /// The gateway's address.
@@ -176,5 +218,6 @@ impl Harness {
         if let Some(g) = self.gateway.take() {
             g.shutdown().await;
         }
+        self.receiver.stop().await;
     }
 }

@@ -12,6 +12,7 @@ consent:
   audience: discreet
   keys: { file: keys/consent-jwks.json }
 pseudonym: { secret_file: keys/pseudonym.key }
+audit: { endpoint: \"http://127.0.0.1:4317\", key_file: keys/audit.key }
 ";
 
 /// `MINIMAL` with `extra` lines appended (top-level sections not in `MINIMAL`).

@@ -1,0 +1,158 @@
+//! The `audit` and `metrics` sections: where access spans go, what happens when they
+//! cannot, and where Prometheus scrapes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+/// The audit trail: one OpenTelemetry span per access, exported over OTLP/gRPC.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The OpenTelemetry Collector's OTLP/gRPC endpoint, `http://host:port` (usually
+    /// `http://127.0.0.1:4317` for a collector agent on the node or in the pod).
+    /// Required: a gateway without an audit trail is not a privacy gateway.
+    pub endpoint: String,
+    /// `strict` (default): a call whose access span cannot be queued for export is refused
+    /// `UNAVAILABLE`, so nothing is served unaudited. `relaxed`: the call is served and the
+    /// lost span counted (`discreet_audit_spans_dropped_total`).
+    #[serde(default)]
+    pub mode: AuditModeConfig,
+    /// File holding the audit key (hex, or at least 32 raw bytes): subjects appear in spans
+    /// only as HMAC pseudonyms under this key. A different key from `pseudonym.secret_file`,
+    /// so callers' pseudonyms cannot be joined with the audit trail. Required.
+    pub key_file: PathBuf,
+    /// Spans held for export, including one reserved by each call in flight. With the
+    /// collector away, the gateway serves about this many calls before strict mode refuses.
+    /// Default 8192; at least `limits.max_concurrent_calls`.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// Most spans in one export request. Default 512.
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+    /// Longest one export request may take before it is retried. Default `5s`.
+    #[serde(
+        default = "default_export_timeout",
+        deserialize_with = "crate::duration::deserialize"
+    )]
+    pub export_timeout: Duration,
+    /// Subject events on one span; a batch or stream touching more subjects continues them
+    /// on child spans (`discreet.access.subjects`), each taking a queue place. Default 1000.
+    #[serde(default = "default_events")]
+    pub max_subject_events: usize,
+    /// A candidate policy file evaluated beside the active one on every call ("shadow"
+    /// or dry-run): calls are served by the active policy, and spans record where the
+    /// candidate would have released or withheld differently. Watched like the policy.
+    /// Default none.
+    #[serde(default)]
+    pub shadow_policy: Option<PathBuf>,
+    /// `service.name` of the spans' resource. Default `discreet`.
+    #[serde(default = "default_service")]
+    pub service_name: String,
+}
+
+/// See [`AuditConfig::mode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditModeConfig {
+    #[default]
+    Strict,
+    Relaxed,
+}
+
+fn default_queue() -> usize {
+    8192
+}
+fn default_batch() -> usize {
+    512
+}
+fn default_export_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_events() -> usize {
+    1000
+}
+fn default_service() -> String {
+    "discreet".to_owned()
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP endpoint serving `/metrics` (text format). Required in the
+    /// section; leave the section out for no endpoint.
+    #[serde(deserialize_with = "crate::model::socket_addr")]
+    pub listen: SocketAddr,
+}
+
+impl AuditConfig {
+    pub(crate) fn check(&self, max_concurrent_calls: usize) -> Result<(), ConfigError> {
+        let refuse =
+            |field: &str, message: String| Err(ConfigError::invalid(&["audit", field], message));
+        let endpoint = self.endpoint.as_str();
+        let rest = endpoint
+            .strip_prefix("http://")
+            .or_else(|| endpoint.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            return refuse(
+                "endpoint",
+                format!(
+                    "`{endpoint}` is not a collector address; expected http://host:port such as http://127.0.0.1:4317"
+                ),
+            );
+        }
+        if self.key_file.as_os_str().is_empty() {
+            return refuse("key_file", "is empty; expected a file path".into());
+        }
+        if self.queue_capacity < max_concurrent_calls.max(1) || self.queue_capacity > 1_000_000 {
+            return refuse(
+                "queue_capacity",
+                format!(
+                    "{} is out of range; expected limits.max_concurrent_calls ({max_concurrent_calls}) to 1000000, \
+                     since every call in flight holds a place",
+                    self.queue_capacity
+                ),
+            );
+        }
+        if !(1..=10_000).contains(&self.max_batch) {
+            return refuse(
+                "max_batch",
+                format!("{} is out of range; expected 1 to 10000", self.max_batch),
+            );
+        }
+        if !(1..=100_000).contains(&self.max_subject_events) {
+            return refuse(
+                "max_subject_events",
+                format!(
+                    "{} is out of range; expected 1 to 100000",
+                    self.max_subject_events
+                ),
+            );
+        }
+        if self.export_timeout.is_zero() || self.export_timeout > Duration::from_secs(60) {
+            return refuse(
+                "export_timeout",
+                "expected more than 0s and at most 60s".into(),
+            );
+        }
+        if self.service_name.trim().is_empty() {
+            return refuse("service_name", "is empty".into());
+        }
+        if self
+            .shadow_policy
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return refuse(
+                "shadow_policy",
+                "is empty; expected a policy file path".into(),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,305 @@
+//! Step 9 of a read: the access span. An [`AccessLog`] is opened when a call arrives,
+//! filled in as each step learns something (caller, purpose, grants, subjects, what each
+//! record released) and closed exactly once: when the call ends, fails, or is dropped
+//! (a caller that goes away mid-stream still leaves a span, marked cancelled).
+//!
+//! It also counts the call in the metrics, so the two can never disagree.
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use discreet_telemetry::{
+    AccessRecord, AuditSlot, AuditTrail, AuditUnavailable, SubjectEvent, TraceContext, attr,
+    metrics::{CallLabels, LatencyLabels, PurposeLabels},
+    push_unique,
+};
+
+use crate::{grants::Grants, plans::CompiledPlan, service::Core, status::CallError};
+
+/// The access record of one call, and its place in the export queue.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    record: AccessRecord,
+    slot: Option<AuditSlot>,
+    core: Arc<Core>,
+    started: Instant,
+    /// Plans that served released records, with their variant: the span's field lists.
+    plans: Vec<(Arc<CompiledPlan>, Option<usize>)>,
+    /// Whether the caller and purpose are ones the policy names (metric labels).
+    known_caller: bool,
+    known_purpose: bool,
+    shadow: Option<crate::shadow::ShadowTally>,
+    done: bool,
+}
+
+impl AccessLog {
+    pub(crate) fn begin(
+        core: &Arc<Core>,
+        method: &str,
+        traceparent: Option<&[u8]>,
+        decision_id: &str,
+    ) -> Self {
+        let trace = TraceContext::for_call(traceparent, &core.audit.span_ids);
+        let record = AccessRecord::begin(
+            trace,
+            Arc::from(method),
+            Arc::from(decision_id),
+            Arc::clone(&core.audit.key_id),
+        );
+        core.metrics.in_flight.inc();
+        AccessLog {
+            record,
+            slot: None,
+            core: Arc::clone(core),
+            started: Instant::now(),
+            plans: Vec::new(),
+            known_caller: false,
+            known_purpose: false,
+            shadow: None,
+            done: false,
+        }
+    }
+
+    /// Strict mode: refuses the call unless its span has a place in the export queue.
+    pub(crate) fn reserve(&mut self, trail: &AuditTrail) -> Result<(), CallError> {
+        let slot = trail
+            .reserve()
+            .map_err(|AuditUnavailable| CallError::AuditUnavailable)?;
+        self.slot = Some(slot);
+        Ok(())
+    }
+
+    pub(crate) fn trace(&self) -> &TraceContext {
+        &self.record.trace
+    }
+
+    pub(crate) fn method_kind(&mut self, kind: &'static str) {
+        self.record.method_kind = kind;
+    }
+
+    pub(crate) fn caller(&mut self, caller: &Arc<str>) {
+        self.record.caller = Some(Arc::clone(caller));
+    }
+
+    pub(crate) fn purpose(&mut self, purpose: &str, known: bool) {
+        self.record.purpose = Some(Arc::from(purpose));
+        self.known_purpose = known;
+    }
+
+    /// The caller was allowed the purpose: it is a caller the policy names.
+    pub(crate) fn allowed(&mut self, legal_basis: &'static str, policy_version: &str) {
+        self.record.legal_basis = Some(legal_basis);
+        self.known_caller = true;
+        self.record.policy_version = Some(Arc::from(policy_version));
+    }
+
+    pub(crate) fn policy_version(&mut self, version: &str) {
+        if self.record.policy_version.is_none() {
+            self.record.policy_version = Some(Arc::from(version));
+        }
+    }
+
+    pub(crate) fn grants(&mut self, grants: &Grants) {
+        self.record.token_ids = grants.token_ids().to_vec();
+    }
+
+    /// The one subject a single-subject call names.
+    pub(crate) fn single_subject(&mut self, subject: &str) {
+        self.record.subject = Some(self.core.audit.key.pseudonym(subject));
+    }
+
+    /// One subject event: `outcome` is an `attr::outcome` value. Strict mode: `Err` when
+    /// the events overflow onto a continuation span that cannot be queued.
+    pub(crate) fn subject(
+        &mut self,
+        subject: &str,
+        outcome: &'static str,
+        reason: Option<&'static str>,
+        grants: &Grants,
+    ) -> Result<(), CallError> {
+        let (token_id, consent_version) = grants.token_of(subject);
+        self.record.events.push(SubjectEvent {
+            time: SystemTime::now(),
+            pseudonym: self.core.audit.key.pseudonym(subject),
+            outcome,
+            reason,
+            token_id,
+            consent_version,
+        });
+        if self.record.events.len() >= self.core.audit.max_subject_events {
+            let events = std::mem::take(&mut self.record.events);
+            self.record.continued_events += events.len() as u64;
+            let span_id = self.core.audit.span_ids.span_id();
+            self.core
+                .audit
+                .trail
+                .continuation(&self.record, span_id, &events)
+                .map_err(|AuditUnavailable| CallError::AuditUnavailable)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn record_served(&mut self, plan: &Arc<CompiledPlan>, variant: Option<usize>) {
+        if !self
+            .plans
+            .iter()
+            .any(|(p, v)| Arc::ptr_eq(p, plan) && *v == variant)
+        {
+            self.plans.push((Arc::clone(plan), variant));
+        }
+    }
+
+    pub(crate) fn shadow(&mut self) -> &mut Option<crate::shadow::ShadowTally> {
+        &mut self.shadow
+    }
+
+    /// The call completed: what was released, withheld, and how many records.
+    pub(crate) fn finish_ok(
+        &mut self,
+        decision: &'static str,
+        withheld_fields: &[Arc<str>],
+        runtime_withheld: &[Arc<str>],
+        (total, released, withheld): (u64, u64, u64),
+    ) {
+        let r = &mut self.record;
+        r.decision = decision;
+        r.grpc_status = 0;
+        r.records_total = total;
+        r.records_released = released;
+        r.records_withheld = withheld;
+        for (plan, variant) in &self.plans {
+            let served = plan.released(*variant);
+            for p in &served.kept {
+                if !runtime_withheld.contains(p) {
+                    push_unique(&mut r.fields_released, p);
+                }
+            }
+            for p in &served.transformed {
+                if !runtime_withheld.contains(p) {
+                    push_unique(&mut r.fields_transformed, p);
+                }
+            }
+            for c in &served.categories {
+                push_unique(&mut r.categories_released, c);
+            }
+            for c in &served.withheld_categories {
+                push_unique(&mut r.categories_withheld, c);
+            }
+        }
+        for p in withheld_fields {
+            push_unique(&mut r.fields_withheld, p);
+        }
+        self.close();
+    }
+
+    /// The call failed with `error`: nothing more was released.
+    pub(crate) fn finish_err(&mut self, error: &CallError) {
+        if self.done {
+            return;
+        }
+        let r = &mut self.record;
+        // Records already streamed before a mid-stream failure were released: the span
+        // says partial, not denied, so an auditor does not miss them.
+        r.decision = if self.plans.is_empty() {
+            attr::decision::DENIED
+        } else {
+            attr::decision::PARTIAL
+        };
+        r.grpc_status = error.code() as i32;
+        r.denial = Some((error.reason(), error.to_string()));
+        if r.events.is_empty()
+            && let Some(subject) = &r.subject
+        {
+            r.events.push(SubjectEvent {
+                time: SystemTime::now(),
+                pseudonym: subject.clone(),
+                outcome: attr::outcome::DENIED,
+                reason: Some(error.reason()),
+                token_id: None,
+                consent_version: None,
+            });
+        }
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let r = &mut self.record;
+        r.end = SystemTime::now();
+        if let Some(tally) = self.shadow.take() {
+            r.shadow = Some(tally.outcome(r.decision));
+        }
+        let metrics = &self.core.metrics;
+        metrics.in_flight.dec();
+        let purpose = match (&r.purpose, self.known_purpose) {
+            (Some(p), true) => Arc::clone(p),
+            _ => Arc::from("other"),
+        };
+        let caller = match (&r.caller, self.known_caller) {
+            (Some(c), true) => Arc::clone(c),
+            _ => Arc::from("other"),
+        };
+        let method = if r.method_kind.is_empty() {
+            Arc::from("other")
+        } else {
+            Arc::clone(&r.method)
+        };
+        metrics
+            .calls
+            .get_or_create(&CallLabels {
+                method: Arc::clone(&method),
+                purpose: Arc::clone(&purpose),
+                caller,
+                decision: r.decision,
+            })
+            .inc();
+        metrics
+            .latency
+            .get_or_create(&LatencyLabels {
+                method,
+                decision: r.decision,
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+        if !r.fields_withheld.is_empty() {
+            metrics
+                .fields_withheld
+                .get_or_create(&PurposeLabels {
+                    purpose: Arc::clone(&purpose),
+                })
+                .inc_by(r.fields_withheld.len() as u64);
+        }
+        if r.records_withheld > 0 {
+            metrics
+                .records_withheld
+                .get_or_create(&PurposeLabels { purpose })
+                .inc_by(r.records_withheld);
+        }
+        let slot = self
+            .slot
+            .take()
+            .unwrap_or_else(|| self.core.audit.trail.best_effort());
+        slot.record(&self.record);
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish_err(&CallError::Cancelled);
+        }
+    }
+}
+
+/// The audit trail's parts that every call uses.
+#[derive(Debug)]
+pub(crate) struct AuditState {
+    pub(crate) trail: AuditTrail,
+    pub(crate) key: discreet_telemetry::AuditKey,
+    pub(crate) key_id: Arc<str>,
+    pub(crate) span_ids: discreet_telemetry::SpanIds,
+    pub(crate) max_subject_events: usize,
+}

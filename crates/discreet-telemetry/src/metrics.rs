@@ -1,0 +1,292 @@
+//! The gateway's Prometheus metrics. Label values are bounded: purposes and callers
+//! are those the policy names (anything else is `other`), decisions and results are
+//! fixed sets, so a caller cannot grow the series count.
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+        info::Info,
+    },
+    registry::Registry,
+};
+
+use crate::export::AuditMode;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub method: Arc<str>,
+    pub purpose: Arc<str>,
+    pub caller: Arc<str>,
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PurposeLabels {
+    pub purpose: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub method: Arc<str>,
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    mode: &'static str,
+}
+
+/// The audit pipeline's counters, shared with the export task.
+#[derive(Debug, Default)]
+pub struct AuditCounters {
+    /// Spans the collector accepted.
+    pub exported: Counter,
+    /// Relaxed mode: spans lost because the queue was full.
+    pub dropped: Counter,
+    /// Strict mode: calls refused because their span had no place in the queue.
+    pub refused: Counter,
+    /// Export requests that failed (each is retried).
+    pub export_failures: Counter,
+    /// Spans in the batch being exported right now.
+    pub in_export: Gauge,
+    mode: Family<ModeLabels, Gauge>,
+}
+
+impl AuditCounters {
+    pub(crate) fn set_mode(&self, mode: AuditMode) {
+        for m in [AuditMode::Strict, AuditMode::Relaxed] {
+            self.mode
+                .get_or_create(&ModeLabels { mode: m.as_str() })
+                .set(i64::from(m == mode));
+        }
+    }
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct GatewayMetrics {
+    registry: Registry,
+    pub calls: Family<CallLabels, Counter>,
+    pub latency: Family<LatencyLabels, Histogram>,
+    pub fields_withheld: Family<PurposeLabels, Counter>,
+    pub records_withheld: Family<PurposeLabels, Counter>,
+    pub plan_cache: Family<ResultLabels, Counter>,
+    pub policy_reloads: Family<ResultLabels, Counter>,
+    pub in_flight: Gauge,
+    pub audit_queue_depth: Gauge,
+    pub audit: Arc<AuditCounters>,
+    policy_version: Family<VersionLabels, Gauge>,
+    shadow_policy_version: Family<VersionLabels, Gauge>,
+    current_policy: Mutex<Option<Arc<str>>>,
+    current_shadow: Mutex<Option<Arc<str>>>,
+}
+
+impl GatewayMetrics {
+    #[must_use]
+    pub fn new(audit_key_id: &str) -> Self {
+        let mut registry = Registry::with_prefix("discreet");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "calls",
+            "Calls by method, purpose, caller and decision",
+            calls.clone(),
+        );
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs to ~6.5 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+        });
+        registry.register_with_unit(
+            "call_duration",
+            "Time from request headers to the last response byte",
+            prometheus_client::registry::Unit::Seconds,
+            latency.clone(),
+        );
+        let fields_withheld = Family::<PurposeLabels, Counter>::default();
+        registry.register(
+            "fields_withheld",
+            "Field paths withheld, summed over calls",
+            fields_withheld.clone(),
+        );
+        let records_withheld = Family::<PurposeLabels, Counter>::default();
+        registry.register(
+            "records_withheld",
+            "Whole records withheld",
+            records_withheld.clone(),
+        );
+        let plan_cache = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "plan_cache_lookups",
+            "Compiled-plan cache lookups by result (hit, miss)",
+            plan_cache.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy file reloads by result (applied, rejected)",
+            policy_reloads.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("calls_in_flight", "Calls being served", in_flight.clone());
+        let audit_queue_depth = Gauge::default();
+        registry.register(
+            "audit_queue_depth",
+            "Access spans queued or reserved, not yet exported",
+            audit_queue_depth.clone(),
+        );
+        let audit = Arc::new(AuditCounters::default());
+        registry.register(
+            "audit_spans_exported",
+            "Access spans the collector accepted",
+            audit.exported.clone(),
+        );
+        registry.register(
+            "audit_spans_dropped",
+            "Relaxed mode: access spans lost because the queue was full",
+            audit.dropped.clone(),
+        );
+        registry.register(
+            "audit_calls_refused",
+            "Strict mode: calls refused because their access span could not be queued",
+            audit.refused.clone(),
+        );
+        registry.register(
+            "audit_export_failures",
+            "Failed export requests (retried)",
+            audit.export_failures.clone(),
+        );
+        registry.register(
+            "audit_spans_in_export",
+            "Spans in the export request in progress",
+            audit.in_export.clone(),
+        );
+        registry.register(
+            "audit_mode",
+            "1 for the audit mode in force",
+            audit.mode.clone(),
+        );
+        let policy_version = Family::<VersionLabels, Gauge>::default();
+        registry.register(
+            "policy_version",
+            "1 for the active policy version",
+            policy_version.clone(),
+        );
+        let shadow_policy_version = Family::<VersionLabels, Gauge>::default();
+        registry.register(
+            "shadow_policy_version",
+            "1 for the candidate (shadow) policy version",
+            shadow_policy_version.clone(),
+        );
+        registry.register(
+            "audit_key",
+            "The audit key in use (its fingerprint)",
+            Info::new(vec![("key_id".to_owned(), audit_key_id.to_owned())]),
+        );
+        GatewayMetrics {
+            registry,
+            calls,
+            latency,
+            fields_withheld,
+            records_withheld,
+            plan_cache,
+            policy_reloads,
+            in_flight,
+            audit_queue_depth,
+            audit,
+            policy_version,
+            shadow_policy_version,
+            current_policy: Mutex::new(None),
+            current_shadow: Mutex::new(None),
+        }
+    }
+
+    /// Marks `version` as the active policy (and the previous one as not).
+    pub fn set_policy_version(&self, version: &Arc<str>) {
+        swap_version(&self.policy_version, &self.current_policy, version);
+    }
+
+    /// Marks `version` as the shadow policy.
+    pub fn set_shadow_policy_version(&self, version: &Arc<str>) {
+        swap_version(&self.shadow_policy_version, &self.current_shadow, version);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn swap_version(
+    family: &Family<VersionLabels, Gauge>,
+    current: &Mutex<Option<Arc<str>>>,
+    version: &Arc<str>,
+) {
+    let Ok(mut current) = current.lock() else {
+        return;
+    };
+    if let Some(old) = current.take() {
+        family.remove(&VersionLabels { version: old });
+    }
+    family
+        .get_or_create(&VersionLabels {
+            version: Arc::clone(version),
+        })
+        .set(1);
+    *current = Some(Arc::clone(version));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_series_and_one_policy_version() {
+        let m = GatewayMetrics::new("abcd1234");
+        m.calls
+            .get_or_create(&CallLabels {
+                method: "/p.S/Get".into(),
+                purpose: "personalize".into(),
+                caller: "shop/recommender".into(),
+                decision: "allowed",
+            })
+            .inc();
+        m.set_policy_version(&Arc::from("1"));
+        m.set_policy_version(&Arc::from("2"));
+        m.audit.set_mode(AuditMode::Strict);
+        let text = m.encode();
+        assert!(text.contains(
+            "discreet_calls_total{method=\"/p.S/Get\",purpose=\"personalize\",caller=\"shop/recommender\",decision=\"allowed\"} 1"
+        ), "{text}");
+        assert!(
+            text.contains("discreet_policy_version{version=\"2\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("version=\"1\""), "{text}");
+        assert!(
+            text.contains("discreet_audit_mode{mode=\"strict\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("discreet_audit_key_info{key_id=\"abcd1234\"} 1"),
+            "{text}"
+        );
+    }
+}

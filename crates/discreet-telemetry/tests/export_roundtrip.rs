@@ -1,0 +1,179 @@
+//! The export pipeline against a real OTLP/gRPC receiver on a real socket: spans arrive
+//! with the contract's names, strict mode refuses once the queue is full while the
+//! receiver is down and serves again when it is back, relaxed mode counts its losses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use std::{sync::Arc, time::Duration};
+
+use discreet_telemetry::{
+    AccessRecord, AuditMode, AuditTrail, ExportSettings, SpanIds, SubjectEvent, TraceContext, attr,
+    metrics::GatewayMetrics, receiver::OtlpReceiver,
+};
+
+fn settings(endpoint: String, mode: AuditMode, queue: usize) -> ExportSettings {
+    ExportSettings {
+        endpoint,
+        mode,
+        queue_capacity: queue,
+        max_batch: 8,
+        export_timeout: Duration::from_secs(1),
+        service_name: "discreet".into(),
+        service_instance: "test".into(),
+    }
+}
+
+fn record(ids: &SpanIds) -> AccessRecord {
+    let trace = TraceContext::for_call(
+        Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        ids,
+    );
+    let mut r = AccessRecord::begin(
+        trace,
+        "/profile.v1.ProfileService/GetProfile".into(),
+        "d-1".into(),
+        "k1".into(),
+    );
+    r.decision = attr::decision::ALLOWED;
+    r.grpc_status = 0;
+    r.purpose = Some("personalize".into());
+    r.subject = Some("0123456789abcdef0123456789abcdef".into());
+    r.events.push(SubjectEvent {
+        time: r.start,
+        pseudonym: "0123456789abcdef0123456789abcdef".into(),
+        outcome: attr::outcome::RELEASED,
+        reason: None,
+        token_id: Some("jti-1".into()),
+        consent_version: Some(3),
+    });
+    r.fields_released = vec!["contact.email".into()];
+    r
+}
+
+async fn wait_for(mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("condition not reached in 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_arrive_with_the_contract_names() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = OtlpReceiver::start(listener).unwrap();
+    let metrics = GatewayMetrics::new("k1");
+    let (trail, _task) = AuditTrail::start(
+        &settings(receiver.endpoint(), AuditMode::Strict, 16),
+        Arc::clone(&metrics.audit),
+    )
+    .unwrap();
+    let ids = SpanIds::new(1);
+    trail.reserve().unwrap().record(&record(&ids));
+    wait_for(|| receiver.spans().len() == 1).await;
+    let span = &receiver.spans()[0];
+    assert_eq!(span.name, attr::ACCESS_SPAN);
+    assert_eq!(
+        hex::encode(&span.trace_id),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(hex::encode(&span.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(
+        span.flags & 0x1,
+        1,
+        "exported as sampled although the caller's flag was 00"
+    );
+    let keys: Vec<&str> = span.attributes.iter().map(|a| a.key.as_str()).collect();
+    for key in [
+        attr::PURPOSE,
+        attr::DECISION,
+        attr::SUBJECT,
+        attr::FIELDS_RELEASED,
+        attr::RPC_METHOD,
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    assert_eq!(span.events.len(), 1);
+    assert_eq!(span.events[0].name, attr::SUBJECT_EVENT);
+    let dir = std::env::temp_dir().join(format!("otlp-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("spans.json");
+    receiver.write_otlp_json(&file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\"resourceSpans\""), "{text}");
+    assert!(
+        text.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "trace ids are hex in OTLP JSON: {text}"
+    );
+    wait_for(|| {
+        metrics
+            .encode()
+            .contains("discreet_audit_spans_exported_total 1")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_refuses_while_the_collector_is_away_and_recovers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut receiver = OtlpReceiver::start(listener).unwrap();
+    let metrics = GatewayMetrics::new("k1");
+    let (trail, _task) = AuditTrail::start(
+        &settings(receiver.endpoint(), AuditMode::Strict, 4),
+        Arc::clone(&metrics.audit),
+    )
+    .unwrap();
+    let ids = SpanIds::new(2);
+    receiver.stop().await;
+    // Queue (4) plus the batch in retry (up to 8) may absorb some; the rest are refused.
+    let mut refused = 0;
+    for _ in 0..64 {
+        match trail.reserve() {
+            Ok(slot) => slot.record(&record(&ids)),
+            Err(_) => refused += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        refused >= 50,
+        "only {refused} of 64 refused while the collector was down"
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains(&format!("discreet_audit_calls_refused_total {refused}"))
+    );
+    receiver.restart().await.unwrap();
+    wait_for(|| trail.reserve().is_ok()).await;
+    wait_for(|| receiver.spans().len() == 64 - refused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaxed_serves_and_counts_what_it_lost() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut receiver = OtlpReceiver::start(listener).unwrap();
+    receiver.stop().await;
+    let metrics = GatewayMetrics::new("k1");
+    let (trail, _task) = AuditTrail::start(
+        &settings(receiver.endpoint(), AuditMode::Relaxed, 4),
+        Arc::clone(&metrics.audit),
+    )
+    .unwrap();
+    let ids = SpanIds::new(3);
+    for _ in 0..64 {
+        trail
+            .reserve()
+            .expect("relaxed never refuses")
+            .record(&record(&ids));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let text = metrics.encode();
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("discreet_audit_spans_dropped_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dropped >= 50, "{text}");
+    assert!(text.contains("discreet_audit_mode{mode=\"relaxed\"} 1"));
+}

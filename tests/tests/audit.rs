@@ -1,0 +1,460 @@
+//! The audit trail end to end: store, gateway and a real OTLP/gRPC receiver on loopback
+//! sockets. One access span per call whatever the caller's sampling flag, with the
+//! documented attributes and no raw subject id or field value; strict and relaxed modes
+//! with the collector away; a shadow policy's difference; the subject access report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_refused, get, get_with, meta, raw};
+use discreet_proto::profile::v1::GetProfileRequest;
+use discreet_telemetry::attr;
+use discreet_testkit::{Harness, Span};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
+use tonic::{Code, metadata::MetadataValue};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+fn text(v: &Option<AnyValue>) -> Vec<String> {
+    match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => vec![s.clone()],
+        Some(Value::IntValue(i)) => vec![i.to_string()],
+        Some(Value::BoolValue(b)) => vec![b.to_string()],
+        Some(Value::ArrayValue(a)) => a
+            .values
+            .iter()
+            .flat_map(|v| text(&Some(v.clone())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn attr_of(span: &Span, key: &str) -> Vec<String> {
+    span.attributes
+        .iter()
+        .filter(|kv| kv.key == key)
+        .flat_map(|kv| text(&kv.value))
+        .collect()
+}
+
+fn one(span: &Span, key: &str) -> String {
+    attr_of(span, key).into_iter().next().unwrap_or_default()
+}
+
+/// Every string a span carries: attribute and event values.
+fn all_strings(span: &Span) -> Vec<String> {
+    let mut out: Vec<String> = span
+        .attributes
+        .iter()
+        .flat_map(|kv| text(&kv.value))
+        .collect();
+    for e in &span.events {
+        out.extend(e.attributes.iter().flat_map(|kv| text(&kv.value)));
+    }
+    out.push(span.name.clone());
+    out
+}
+
+/// The string values in a record (its `Debug` form's quoted strings), at least 5 long.
+fn string_values(debug: &str) -> Vec<String> {
+    debug
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.len() >= 5)
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn get_traced(
+    h: &Harness,
+    subject: &str,
+    purpose: &str,
+    consents: &[String],
+) -> Result<tonic::Response<discreet_proto::profile::v1::Profile>, tonic::Status> {
+    let mut client = h.client().await.unwrap();
+    let mut request = h
+        .request(
+            GetProfileRequest {
+                subject_id: subject.into(),
+            },
+            common::caller_for(purpose),
+            purpose,
+            consents,
+        )
+        .unwrap();
+    // The caller's sampler dropped this trace (flags 00): the access span is exported all
+    // the same.
+    request.metadata_mut().insert(
+        "traceparent",
+        MetadataValue::try_from(format!("00-{TRACE_ID}-{PARENT}-00")).unwrap(),
+    );
+    client.get_profile(request).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_leaves_exactly_one_access_span() {
+    let h = Harness::start().await.unwrap();
+    let key = h.audit_key().unwrap();
+    let personalize = "personalize";
+    let consent = h.consent("persona-eu", &[personalize]).unwrap();
+    // partial: the policy withholds fields from personalize.
+    let partial = get_traced(&h, "persona-eu", personalize, &[consent])
+        .await
+        .unwrap();
+    // allowed: fraud detection (legal basis: legitimate interests) releases all it asks.
+    let support = "essential.fraud_detection";
+    let second = get_traced(&h, "persona-california", support, &[])
+        .await
+        .unwrap();
+    // denied: no consent token.
+    let denied = assert_refused(
+        get_traced(&h, "persona-eu", personalize, &[]).await,
+        Code::PermissionDenied,
+    );
+    // denied by a guard: a minor for marketing.
+    let marketing = "marketing.communications.email";
+    let minor = assert_refused(
+        get(&h, "persona-minor", marketing).await,
+        Code::PermissionDenied,
+    );
+
+    let spans = h.wait_for_spans(4).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spans_after = h.receiver.spans();
+    assert_eq!(
+        spans_after.len(),
+        4,
+        "exactly one span per call: {spans:#?}"
+    );
+    let by_decision_id = |id: &str| {
+        spans_after
+            .iter()
+            .find(|s| one(s, attr::DECISION_ID) == id)
+            .unwrap_or_else(|| panic!("no span for decision {id}"))
+            .clone()
+    };
+
+    let s = by_decision_id(&meta(&partial, "x-discreet-decision-id"));
+    assert_eq!(s.name, attr::ACCESS_SPAN);
+    assert_eq!(hex(&s.trace_id), TRACE_ID, "a child of the caller's trace");
+    assert_eq!(hex(&s.parent_span_id), PARENT);
+    assert_eq!(
+        one(&s, attr::DECISION),
+        meta(&partial, "x-discreet-decision")
+    );
+    assert_eq!(one(&s, attr::DECISION), "partial");
+    assert_eq!(one(&s, attr::CALLER), "shop/recommender");
+    assert_eq!(one(&s, attr::PURPOSE), personalize);
+    assert_eq!(one(&s, attr::LEGAL_BASIS), "consent");
+    assert_eq!(
+        one(&s, attr::POLICY_VERSION),
+        meta(&partial, "x-discreet-policy-version")
+    );
+    assert_eq!(one(&s, attr::SUBJECT), key.pseudonym("persona-eu"));
+    assert_eq!(one(&s, attr::AUDIT_KEY_ID), key.key_id());
+    assert_eq!(one(&s, attr::RPC_METHOD), "GetProfile");
+    assert_eq!(one(&s, attr::RPC_GRPC_STATUS_CODE), "0");
+    assert_eq!(attr_of(&s, attr::CONSENT_TOKEN_IDS).len(), 1);
+    assert!(attr_of(&s, attr::FIELDS_RELEASED).contains(&"demographics.language".to_owned()));
+    assert!(!attr_of(&s, attr::FIELDS_WITHHELD).is_empty());
+    assert!(attr_of(&s, attr::CATEGORIES_RELEASED).contains(&"user.name".to_owned()));
+    assert_eq!(s.events.len(), 1);
+    assert_eq!(s.events[0].name, attr::SUBJECT_EVENT);
+
+    let s = by_decision_id(&meta(&second, "x-discreet-decision-id"));
+    assert_eq!(
+        one(&s, attr::DECISION),
+        meta(&second, "x-discreet-decision")
+    );
+    assert_eq!(one(&s, attr::LEGAL_BASIS), "legitimate_interests");
+
+    let s = by_decision_id(
+        denied
+            .metadata()
+            .get("x-discreet-decision-id")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+    );
+    assert_eq!(one(&s, attr::DECISION), "denied");
+    assert_eq!(one(&s, attr::DENIAL_REASON), attr::reason::NO_CONSENT);
+    assert_eq!(one(&s, attr::RPC_GRPC_STATUS_CODE), "7");
+    assert_eq!(one(&s, attr::SUBJECT), key.pseudonym("persona-eu"));
+    assert!(attr_of(&s, attr::FIELDS_RELEASED).is_empty());
+
+    let s = by_decision_id(
+        minor
+            .metadata()
+            .get("x-discreet-decision-id")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+    );
+    assert_eq!(one(&s, attr::DECISION), "denied");
+    assert_eq!(one(&s, attr::DENIAL_REASON), attr::reason::GUARD);
+
+    // Nothing personal in any span: no raw subject id, no field value of any persona.
+    let mut values = Vec::new();
+    for persona in profile_store::PERSONAS {
+        values.push(persona.subject_id.to_owned());
+        values.extend(string_values(&format!(
+            "{:?}",
+            raw(&h, persona.subject_id).await
+        )));
+    }
+    for span in &spans_after {
+        for s in all_strings(span) {
+            for v in &values {
+                assert!(!leaks(&s, v), "span {} carries {v:?} in {s:?}", span.name);
+            }
+        }
+    }
+    h.shutdown().await;
+}
+
+/// Whether span string `s` carries the record value `v`. A lowercase word that is one
+/// segment of a dotted name (a map key such as `email` inside `user.contact.email`) is the
+/// schema's vocabulary, not the record's data.
+fn leaks(s: &str, v: &str) -> bool {
+    if v.chars().all(|c| c.is_ascii_lowercase()) && s.contains('.') {
+        return false;
+    }
+    s.contains(v)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn metric(h: &Harness, name: &str) -> u64 {
+    let addr = h.metrics_addr().unwrap();
+    let body = http_get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A plain HTTP/1.1 GET over a TCP socket.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_refuses_while_the_collector_is_away_and_recovers() {
+    let mut h = Harness::start_with(|c| {
+        c.limits.max_concurrent_calls = 4;
+        c.audit.queue_capacity = 8;
+        c.audit.max_batch = 2;
+    })
+    .await
+    .unwrap();
+    h.receiver.stop().await;
+    let purpose = "essential.fraud_detection";
+    let (mut served, mut refused) = (0usize, 0u64);
+    for _ in 0..40 {
+        match get_with(&h, "persona-eu", purpose, &[]).await {
+            Ok(_) => served += 1,
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                assert!(s.message().contains("audit"), "{s:?}");
+                refused += 1;
+            }
+        }
+    }
+    // The queue (8) and the batch being retried (2) hold what was served.
+    assert!(
+        served <= 10,
+        "served {served} calls with the collector away"
+    );
+    assert_eq!(served as u64 + refused, 40);
+    assert_eq!(
+        metric(&h, "discreet_audit_calls_refused_total").await,
+        refused
+    );
+    h.receiver.restart().await.unwrap();
+    let mut back = false;
+    for _ in 0..100 {
+        if get_with(&h, "persona-eu", purpose, &[]).await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "calls are served again once the collector is back");
+    // Everything served was audited: the queued spans arrived.
+    h.wait_for_spans(served + 1).await.unwrap();
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaxed_mode_serves_and_counts_what_it_lost() {
+    let mut h = Harness::start_with(|c| {
+        c.limits.max_concurrent_calls = 4;
+        c.audit.queue_capacity = 8;
+        c.audit.max_batch = 2;
+        c.audit.mode = discreet_config::AuditModeConfig::Relaxed;
+    })
+    .await
+    .unwrap();
+    h.receiver.stop().await;
+    for _ in 0..30 {
+        get_with(&h, "persona-eu", "essential.fraud_detection", &[])
+            .await
+            .unwrap();
+    }
+    let dropped = metric(&h, "discreet_audit_spans_dropped_total").await;
+    assert!(
+        dropped >= 20,
+        "30 served, at most 10 held, so at least 20 lost: {dropped}"
+    );
+    assert_eq!(metric(&h, "discreet_audit_mode{mode=\"relaxed\"}").await, 1);
+    h.shutdown().await;
+}
+
+/// The shipped policy with one change: personalize loses `user.demographic.language`.
+fn candidate_policy(h: &Harness) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(h.policy_path()).unwrap();
+    let rule = "      - { category: user.demographic.language, action: keep }\n";
+    let first = text
+        .find(rule)
+        .expect("the shipped policy keeps language for personalize");
+    let mut candidate = text.clone();
+    candidate.replace_range(first..first + rule.len(), "");
+    let candidate = candidate.replacen("version:", "version: candidate #", 1);
+    let path = h.dir().join("candidate.yaml");
+    std::fs::write(&path, candidate).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_policy_shows_exactly_its_difference_and_changes_no_answer() {
+    // Start once to get a directory with the shipped policy, write the candidate beside it.
+    let probe = Harness::start().await.unwrap();
+    let candidate = candidate_policy(&probe);
+    let candidate_text = std::fs::read_to_string(&candidate).unwrap();
+    probe.shutdown().await;
+    let dir = discreet_testkit::TempDir::new("shadow").unwrap();
+    let candidate = dir.path().join("candidate.yaml");
+    std::fs::write(&candidate, candidate_text).unwrap();
+    let h = Harness::start_with(|c| c.audit.shadow_policy = Some(candidate.clone()))
+        .await
+        .unwrap();
+
+    let answer = get(&h, "persona-eu", "personalize").await.unwrap();
+    let profile = answer.get_ref();
+    // Served by the active policy: language is still released.
+    assert!(!profile.demographics.as_ref().unwrap().language.is_empty());
+    assert!(!meta(&answer, "x-discreet-withheld-fields").contains("language"));
+    let other = get(&h, "persona-eu", "essential.fraud_detection")
+        .await
+        .unwrap();
+
+    let spans = h.wait_for_spans(2).await.unwrap();
+    let span = |r: &str| {
+        spans
+            .iter()
+            .find(|s| one(s, attr::DECISION_ID) == r)
+            .unwrap()
+            .clone()
+    };
+    let s = span(&meta(&answer, "x-discreet-decision-id"));
+    assert_eq!(
+        attr_of(&s, attr::SHADOW_FIELDS_WITHHELD),
+        ["demographics.language"]
+    );
+    assert!(attr_of(&s, attr::SHADOW_FIELDS_RELEASED).is_empty());
+    assert_eq!(one(&s, attr::SHADOW_DIFFERS), "true");
+    assert!(one(&s, attr::SHADOW_POLICY_VERSION).starts_with("candidate"));
+    let s = span(&meta(&other, "x-discreet-decision-id"));
+    assert_eq!(one(&s, attr::SHADOW_DIFFERS), "false");
+    assert!(attr_of(&s, attr::SHADOW_FIELDS_WITHHELD).is_empty());
+
+    // The audit summary reads the same difference from the OTLP JSON file.
+    let file = h.dir().join("spans.json");
+    h.receiver.write_otlp_json(&file).unwrap();
+    let trail = read_trail(&file);
+    let summary = discreet_audit::ShadowSummary::build(&trail, &discreet_audit::Filter::default());
+    let text = discreet_audit::shadow_text(&summary);
+    assert!(text.contains("demographics.language"), "{text}");
+    assert!(text.contains("personalize"), "{text}");
+    assert!(
+        !text.contains("fraud_detection")
+            || !text.contains("essential.fraud_detection  demographics"),
+        "{text}"
+    );
+    h.shutdown().await;
+}
+
+fn read_trail(file: &std::path::Path) -> discreet_audit::AuditTrail {
+    let mut spans = Vec::new();
+    let input = std::io::BufReader::new(std::fs::File::open(file).unwrap());
+    discreet_audit::SpanReader::default()
+        .read(&file.display().to_string(), input, &mut spans)
+        .unwrap();
+    discreet_audit::AuditTrail::from_spans(spans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subject_access_report_is_built_from_the_exported_spans() {
+    let h = Harness::start().await.unwrap();
+    let key = h.audit_key().unwrap();
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    get(&h, "persona-eu", "essential.fraud_detection")
+        .await
+        .unwrap();
+    assert_refused(
+        get_with(&h, "persona-eu", "marketing.communications.email", &[]).await,
+        Code::PermissionDenied,
+    );
+    // Someone else's read is not in persona-eu's report.
+    get(&h, "persona-california", "personalize").await.unwrap();
+    h.wait_for_spans(5).await.unwrap();
+    let file = h.dir().join("spans.json");
+    h.receiver.write_otlp_json(&file).unwrap();
+
+    let trail = read_trail(&file);
+    let report = discreet_audit::SubjectReport::build(
+        &trail,
+        "persona-eu",
+        &key.pseudonym("persona-eu"),
+        Some(key.key_id()),
+        &discreet_audit::Filter::default(),
+    );
+    let text = discreet_audit::report_text(&report);
+    assert!(text.contains("persona-eu"), "{text}");
+    assert!(text.contains("shop/recommender"), "{text}");
+    assert!(
+        text.contains("read your data twice for personalize"),
+        "{text}"
+    );
+    assert!(text.contains("refused your data once"), "{text}");
+    assert!(text.contains("risk/scorer"), "{text}");
+    assert!(text.contains("marketing/mailer"), "{text}");
+    assert!(text.contains("user.name"), "categories received: {text}");
+    assert!(!text.contains("persona-california"), "{text}");
+    // And no field value of the person.
+    for v in string_values(&format!("{:?}", raw(&h, "persona-eu").await)) {
+        if v != "persona-eu" {
+            let leaked = text
+                .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+                .any(|word| leaks(word, &v));
+            assert!(!leaked, "report carries {v:?}");
+        }
+    }
+    h.shutdown().await;
+}
