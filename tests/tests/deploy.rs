@@ -1,10 +1,13 @@
 //! The deployment (deploy/): every Kubernetes overlay rendered with `kubectl kustomize` and
 //! checked for the invariants operators rely on (the store on loopback only, the Service on
 //! Discreet's port, a NetworkPolicy, non-root, read-only root, no privilege escalation,
-//! probes and resources, configuration and policy mounted), the configuration in each
-//! rendered ConfigMap accepted by `discreet serve --check-config` with the Deployment's own
-//! arguments, the shipped copies identical to config/, the example caller's token audience,
-//! and the Dockerfile's structure.
+//! probes and resources, configuration, policy, keys and the audit key mounted, the metrics
+//! port exposed to the monitoring namespace only and annotated for Prometheus, access spans
+//! sent to a collector), the configuration in each rendered ConfigMap accepted by
+//! `discreet serve --check-config` with the Deployment's own arguments, the shipped copies
+//! identical to config/ and deploy/otel-collector/, the dev overlay's collector (which keeps
+//! every access span and writes the file `discreet audit` reads) and Jaeger, the example
+//! caller's token audience, and the Dockerfile's structure.
 //!
 //! kubectl is required: without it these tests fail (CI has it), they never pass silently.
 //! The gateway binary is `DISCREET_BIN` if set, else built with `cargo build -p discreet-cli`.
@@ -20,7 +23,17 @@ use serde_json::Value;
 
 const OVERLAYS: [&str; 2] = ["dev", "production"];
 const GATEWAY_PORT: i64 = 50051;
+const METRICS_PORT: i64 = 9464;
 const CONFIG_DIR: &str = "/etc/discreet";
+/// The Deployment (and its Service) of the store with the gateway beside it.
+const STORE: &str = "profile-store";
+/// The namespace the metrics port is open to.
+const MONITORING_NAMESPACE: &str = "monitoring";
+/// The OpenTelemetry Collector configuration, and the dev overlay's copy of it.
+const COLLECTOR_CONFIG: &str = "deploy/otel-collector/collector.yaml";
+const DEV_COLLECTOR_CONFIG: &str = "deploy/kubernetes/overlays/dev/collector.yaml";
+/// Where the collector's `file` exporter writes the spans `discreet audit` reads.
+const AUDIT_FILES_DIR: &str = "/var/lib/discreet-audit";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,6 +84,14 @@ fn one<'a>(docs: &'a [Value], k: &str, overlay: &str) -> &'a Value {
     found[0]
 }
 
+/// The `k` named `name`.
+fn named<'a>(docs: &'a [Value], k: &str, name: &str, overlay: &str) -> &'a Value {
+    kind(docs, k)
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{overlay}: no {k} {name}"))
+}
+
 fn array(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
@@ -91,6 +112,63 @@ fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn volume<'a>(pod: &'a Value, name: &Value) -> &'a Value {
+    array(&pod["volumes"])
+        .iter()
+        .find(|v| v["name"] == *name)
+        .unwrap_or_else(|| panic!("no volume {name}"))
+}
+
+/// The container's port named `name`, or numbered `name`.
+fn container_port(c: &Value, name: &Value) -> i64 {
+    if let Some(n) = name.as_i64() {
+        return n;
+    }
+    array(&c["ports"])
+        .iter()
+        .find(|p| p["name"] == *name)
+        .and_then(|p| p["containerPort"].as_i64())
+        .unwrap_or_else(|| panic!("{}: no port {name}", c["name"]))
+}
+
+/// An argument as the kubelet passes it: `$(NAME)` replaced by the container's `env` value.
+/// A reference to a variable the container does not define would reach the program
+/// literally, so it fails here.
+fn expand(arg: &str, c: &Value) -> String {
+    let mut out = String::new();
+    let mut rest = arg;
+    while let Some(at) = rest.find("$(") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 2..];
+        let end = tail.find(')').expect("closed $(...)");
+        let name = &tail[..end];
+        let value = array(&c["env"])
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("{}: $({name}) is not in env", c["name"]));
+        out.push_str(value);
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `host` and `port` of an `http://host:port` address.
+fn host_port(address: &str) -> (&str, i64) {
+    let rest = address
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("{address}: not http://host:port"));
+    let (host, port) = rest
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("{address}: no port"));
+    (host, port.parse().expect("a port number"))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
 /// `labels` select everything `selector` (matchLabels or a plain map) asks for.
@@ -120,7 +198,7 @@ fn yaml(text: &str) -> Value {
 fn every_overlay_holds_the_pod_invariants() {
     for overlay in OVERLAYS {
         let docs = render(&format!("overlays/{overlay}"));
-        let deployment = one(&docs, "Deployment", overlay);
+        let deployment = named(&docs, "Deployment", STORE, overlay);
         let template = &deployment["spec"]["template"];
         let pod_labels = &template["metadata"]["labels"];
         let pod = &template["spec"];
@@ -142,9 +220,14 @@ fn every_overlay_holds_the_pod_invariants() {
             "{overlay}: the store declares no container port"
         );
 
-        // Discreet: listens for the Service, forwards to the store on loopback.
+        // Discreet: listens for the Service, forwards to the store on loopback, serves
+        // metrics for Prometheus and exports access spans to a collector outside the pod.
         let discreet = container(pod, "discreet");
-        let args = strings(&discreet["args"]);
+        let args: Vec<String> = strings(&discreet["args"])
+            .into_iter()
+            .map(|a| expand(a, discreet))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         assert_eq!(
             args.first(),
             Some(&"discreet"),
@@ -166,13 +249,46 @@ fn every_overlay_holds_the_pod_invariants() {
             Some(format!("{CONFIG_DIR}/discreet.yaml").as_str()),
             "{overlay}: configuration path"
         );
+        assert_eq!(
+            flag(&args, "--metrics-listen"),
+            Some(format!("0.0.0.0:{METRICS_PORT}").as_str()),
+            "{overlay}: metrics for the scraper"
+        );
+        let audit_endpoint = flag(&args, "--audit-endpoint").expect("--audit-endpoint");
+        let (collector_host, collector_port) = host_port(audit_endpoint);
+        assert!(
+            !is_loopback(collector_host) && collector_port == 4317,
+            "{overlay}: access spans go to a collector's OTLP/gRPC port, not {audit_endpoint}"
+        );
         let ports = array(&discreet["ports"]);
-        assert_eq!(ports.len(), 1, "{overlay}: the gateway declares one port");
-        assert_eq!(ports[0]["containerPort"], GATEWAY_PORT);
-        let port_name = ports[0]["name"].as_str().expect("named port");
+        assert_eq!(
+            ports.len(),
+            2,
+            "{overlay}: the gateway declares its gRPC and metrics ports"
+        );
+        let port_named = |number: i64| {
+            ports
+                .iter()
+                .find(|p| p["containerPort"] == number)
+                .unwrap_or_else(|| panic!("{overlay}: the gateway declares port {number}"))["name"]
+                .as_str()
+                .expect("named port")
+        };
+        let port_name = port_named(GATEWAY_PORT);
+        assert_eq!(port_named(METRICS_PORT), "metrics", "{overlay}");
 
-        // Service -> Discreet's port, nothing else.
-        let service = one(&docs, "Service", overlay);
+        // Prometheus finds the metrics port from the pod's annotations.
+        let annotations = &template["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{overlay}");
+        assert_eq!(
+            annotations["prometheus.io/port"],
+            METRICS_PORT.to_string().as_str(),
+            "{overlay}: scrape port"
+        );
+        assert_eq!(annotations["prometheus.io/path"], "/metrics", "{overlay}");
+
+        // Service -> Discreet's port, nothing else (not the metrics port either).
+        let service = named(&docs, "Service", STORE, overlay);
         assert!(selects(&service["spec"]["selector"], pod_labels));
         let service_ports = array(&service["spec"]["ports"]);
         assert!(!service_ports.is_empty());
@@ -184,15 +300,17 @@ fn every_overlay_holds_the_pod_invariants() {
             );
         }
 
-        // NetworkPolicy: ingress to the pod only on Discreet's port.
-        let netpol = one(&docs, "NetworkPolicy", overlay);
-        assert!(selects(&netpol["spec"]["podSelector"], pod_labels));
+        // NetworkPolicy: ingress to the pod only on Discreet's port, and on the metrics port
+        // only from the monitoring namespace.
+        let netpols: Vec<&Value> = kind(&docs, "NetworkPolicy")
+            .into_iter()
+            .filter(|n| selects(&n["spec"]["podSelector"], pod_labels))
+            .collect();
+        assert_eq!(netpols.len(), 1, "{overlay}: one NetworkPolicy for the pod");
+        let netpol = netpols[0];
         assert!(strings(&netpol["spec"]["policyTypes"]).contains(&"Ingress"));
         let rules = array(&netpol["spec"]["ingress"]);
-        assert!(
-            !rules.is_empty(),
-            "{overlay}: NetworkPolicy allows the gateway"
-        );
+        let (mut gateway_open, mut metrics_open) = (false, false);
         for rule in rules {
             let allowed = array(&rule["ports"]);
             assert!(
@@ -200,24 +318,55 @@ fn every_overlay_holds_the_pod_invariants() {
                 "{overlay}: an ingress rule without ports opens every port"
             );
             for p in allowed {
-                assert!(
-                    p["port"] == GATEWAY_PORT || p["port"] == port_name,
-                    "{overlay}: NetworkPolicy opens {}",
-                    p["port"]
-                );
+                if p["port"] == GATEWAY_PORT || p["port"] == port_name {
+                    gateway_open = true;
+                } else if p["port"] == METRICS_PORT || p["port"] == "metrics" {
+                    let from = array(&rule["from"]);
+                    assert!(
+                        !from.is_empty()
+                            && from.iter().all(|peer| {
+                                peer["podSelector"].is_null()
+                                    && peer["ipBlock"].is_null()
+                                    && peer["namespaceSelector"]["matchLabels"]
+                                        ["kubernetes.io/metadata.name"]
+                                        == MONITORING_NAMESPACE
+                            }),
+                        "{overlay}: the metrics port is open to the {MONITORING_NAMESPACE} \
+                         namespace only: {rule}"
+                    );
+                    metrics_open = true;
+                } else {
+                    panic!("{overlay}: NetworkPolicy opens {}", p["port"]);
+                }
             }
         }
+        assert!(gateway_open, "{overlay}: NetworkPolicy allows the gateway");
+        assert!(metrics_open, "{overlay}: NetworkPolicy allows scraping");
 
         // Disruption budget and identity.
         let pdb = one(&docs, "PodDisruptionBudget", overlay);
         assert!(selects(&pdb["spec"]["selector"], pod_labels));
-        let sa = one(&docs, "ServiceAccount", overlay);
-        assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+        let sa = named(
+            &docs,
+            "ServiceAccount",
+            pod["serviceAccountName"]
+                .as_str()
+                .expect("serviceAccountName"),
+            overlay,
+        );
         assert_eq!(sa["automountServiceAccountToken"], false);
-        assert_eq!(pod["automountServiceAccountToken"], false);
 
-        // Every container, init containers included: hardened, sized; long-running ones probed.
-        assert_hardened(overlay, pod);
+        // Every Deployment's containers, init containers included (the collector and
+        // Jaeger in dev too): hardened, sized, probed, no API token.
+        for d in kind(&docs, "Deployment") {
+            let name = d["metadata"]["name"].as_str().unwrap_or("?");
+            let spec = &d["spec"]["template"]["spec"];
+            assert_hardened(&format!("{overlay}/{name}"), spec);
+            assert_eq!(
+                spec["automountServiceAccountToken"], false,
+                "{overlay}/{name}: no API token mounted"
+            );
+        }
         for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
             assert_eq!(
                 discreet[probe]["grpc"]["port"], GATEWAY_PORT,
@@ -242,13 +391,7 @@ fn every_overlay_holds_the_pod_invariants() {
                 m["mountPath"]
             );
         }
-        let volume = |name: &Value| {
-            array(&pod["volumes"])
-                .iter()
-                .find(|v| v["name"] == *name)
-                .unwrap_or_else(|| panic!("{overlay}: no volume {name}"))
-        };
-        let config_volume = volume(&config_mount["name"]);
+        let config_volume = volume(pod, &config_mount["name"]);
         let mut files = serde_json::Map::new();
         let sources: Vec<&Value> = if config_volume["projected"].is_object() {
             array(&config_volume["projected"]["sources"])
@@ -264,6 +407,19 @@ fn every_overlay_holds_the_pod_invariants() {
                 source["items"].is_null(),
                 "{overlay}: whole ConfigMaps mounted"
             );
+            let rendered = kind(&docs, "ConfigMap")
+                .into_iter()
+                .any(|c| c["metadata"]["name"] == name);
+            if !rendered {
+                // The staged candidate policy is created when a change is staged; a
+                // ConfigMap that is neither rendered nor optional would keep the pod from
+                // starting.
+                assert_eq!(
+                    source["optional"], true,
+                    "{overlay}: ConfigMap {name} is mounted but not rendered"
+                );
+                continue;
+            }
             files.extend(configmap_data(&docs, name).clone());
         }
         assert!(
@@ -271,11 +427,7 @@ fn every_overlay_holds_the_pod_invariants() {
             "{overlay}: configuration"
         );
         assert!(files.contains_key("policy.yaml"), "{overlay}: policy");
-        let keys_volume = volume(&keys_mount["name"]);
-        assert!(
-            keys_volume["secret"].is_object() || keys_volume["emptyDir"].is_object(),
-            "{overlay}: keys from a Secret (or a dev keyring generated in the pod)"
-        );
+        let keys_volume = volume(pod, &keys_mount["name"]);
 
         // What is shipped is what the tests use.
         assert_eq!(
@@ -285,24 +437,53 @@ fn every_overlay_holds_the_pod_invariants() {
         );
         let config_text = files["discreet.yaml"].as_str().expect("text");
         let config = yaml(config_text);
+        assert_eq!(
+            config_text,
+            read(&format!(
+                "deploy/kubernetes/overlays/{overlay}/discreet.yaml"
+            )),
+            "{overlay}: the ConfigMap is the overlay's discreet.yaml (see \
+             shipped_copies_are_the_files_the_tests_use)"
+        );
+
+        // The keys the configuration names, the audit key among them, are in the keys
+        // directory (paths are relative to discreet.yaml).
+        for (section, key) in [("pseudonym", "secret_file"), ("audit", "key_file")] {
+            let path = config[section][key].as_str().expect("a key file");
+            assert!(
+                path.starts_with("keys/") && !path[5..].contains('/'),
+                "{overlay}: {section}.{key} ({path}) is in the mounted keys directory"
+            );
+        }
         match overlay {
             "dev" => {
-                assert_eq!(
-                    config_text,
-                    read("deploy/kubernetes/overlays/dev/discreet.yaml")
-                );
                 assert!(
                     config["identity"]["static"].is_string(),
                     "dev: static identity"
                 );
                 assert_eq!(deployment["spec"]["replicas"], 1, "dev: one replica");
+                // A development keyring (audit.key included) generated into the keys
+                // volume before the gateway starts; check_config below proves that
+                // `discreet keys dev` writes every key the configuration reads.
+                assert!(
+                    keys_volume["emptyDir"]["medium"] == "Memory",
+                    "dev: keys in memory"
+                );
+                let keygen = array(&pod["initContainers"])
+                    .iter()
+                    .find(|c| {
+                        strings(&c["args"]).starts_with(&["discreet", "keys", "dev", "--dir"])
+                    })
+                    .expect("dev: an init container runs discreet keys dev");
+                let dir = flag(&strings(&keygen["args"]), "--dir").expect("--dir");
+                assert!(
+                    array(&keygen["volumeMounts"])
+                        .iter()
+                        .any(|m| m["name"] == keys_mount["name"] && m["mountPath"] == dir),
+                    "dev: discreet keys dev writes into the keys volume"
+                );
             }
             _ => {
-                assert_eq!(
-                    config_text,
-                    read("config/discreet.yaml"),
-                    "{overlay}: the ConfigMap is config/discreet.yaml"
-                );
                 assert_eq!(
                     config["identity"]["service_account"]["audience"], "discreet",
                     "{overlay}: service-account token identity, audience discreet"
@@ -311,11 +492,40 @@ fn every_overlay_holds_the_pod_invariants() {
                     deployment["spec"]["replicas"].as_i64() >= Some(2),
                     "{overlay}: several replicas"
                 );
+                for source in ["keys", "revocation"] {
+                    let url = config["consent"][source]["url"].as_str().unwrap_or("");
+                    assert!(
+                        url.starts_with("https://"),
+                        "{overlay}: consent.{source} from an HTTPS URL"
+                    );
+                }
+                let secrets: Vec<&str> = array(&keys_volume["projected"]["sources"])
+                    .iter()
+                    .filter_map(|s| s["secret"]["name"].as_str())
+                    .collect();
+                assert_eq!(
+                    secrets,
+                    ["discreet-keys", "discreet-audit-key"],
+                    "{overlay}: keys and the audit key from Secrets created out of band"
+                );
                 assert!(
-                    keys_volume["secret"].is_object(),
-                    "{overlay}: keys from a Secret"
+                    array(&keys_volume["projected"]["sources"])
+                        .iter()
+                        .all(|s| s["secret"]["items"].is_null() && s["secret"]["optional"] != true),
+                    "{overlay}: whole Secrets, required"
                 );
             }
+        }
+
+        // The collector the gateway exports to: in dev, the overlay's own.
+        if overlay == "dev" {
+            let collector = named(&docs, "Service", collector_host, overlay);
+            assert!(
+                array(&collector["spec"]["ports"])
+                    .iter()
+                    .any(|p| p["port"] == collector_port),
+                "dev: the collector Service listens on {collector_port}"
+            );
         }
 
         // ... and the gateway accepts it, with the Deployment's own arguments.
@@ -420,7 +630,7 @@ fn the_example_caller_presents_a_token_for_discreet() {
 
     // It calls the production Service, on Discreet's port.
     let production = render("overlays/production");
-    let service = one(&production, "Service", "production");
+    let service = named(&production, "Service", STORE, "production");
     let address = format!(
         "http://{}.{}.svc.cluster.local:{GATEWAY_PORT}",
         service["metadata"]["name"].as_str().expect("name"),
@@ -523,21 +733,256 @@ fn shipped_copies_are_the_files_the_tests_use() {
             "deploy/kubernetes/base/{name} differs from config/{name}: run deploy/sync-config.sh"
         );
     }
+    assert!(
+        read(DEV_COLLECTOR_CONFIG) == read(COLLECTOR_CONFIG),
+        "{DEV_COLLECTOR_CONFIG} differs from {COLLECTOR_CONFIG}: run deploy/sync-config.sh"
+    );
     // The dev configuration is the shipped one with a static identity, nothing else.
-    let mut shipped = yaml(&read("config/discreet.yaml"));
+    let shipped = yaml(&read("config/discreet.yaml"));
+    let mut expected = shipped.clone();
     let mut dev = yaml(&read("deploy/kubernetes/overlays/dev/discreet.yaml"));
     assert!(
         dev["identity"]["static"].is_string(),
         "dev: static identity"
     );
-    for doc in [&mut shipped, &mut dev] {
+    for doc in [&mut expected, &mut dev] {
         doc.as_object_mut().expect("a mapping").remove("identity");
     }
     assert_eq!(
-        dev, shipped,
+        dev, expected,
         "overlays/dev/discreet.yaml differs from config/discreet.yaml beyond `identity`: \
          run deploy/sync-config.sh"
     );
+    // The production configuration is the shipped one with the consent issuer's keys and
+    // the revocation list from URLs instead of files, nothing else (their other settings
+    // included).
+    let mut expected = shipped;
+    let mut production = yaml(&read("deploy/kubernetes/overlays/production/discreet.yaml"));
+    for source in ["keys", "revocation"] {
+        let from_file = expected["consent"][source]
+            .as_object_mut()
+            .expect("consent source")
+            .remove("file");
+        assert!(from_file.is_some(), "config/: consent.{source}.file");
+        let url = production["consent"][source]
+            .as_object_mut()
+            .expect("consent source")
+            .remove("url");
+        assert!(
+            url.as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.starts_with("https://")),
+            "production: consent.{source}.url over HTTPS"
+        );
+    }
+    assert_eq!(
+        production, expected,
+        "overlays/production/discreet.yaml differs from config/discreet.yaml beyond the \
+         consent sources: run deploy/sync-config.sh"
+    );
+}
+
+/// The dev overlay's OpenTelemetry Collector runs deploy/otel-collector/collector.yaml, which
+/// keeps every access span (no sampler; the file pipeline acknowledges only what it wrote)
+/// and writes the OTLP JSON files `discreet audit` reads onto a volume; it forwards them to
+/// the overlay's Jaeger, whose UI has a Service.
+#[test]
+fn the_dev_overlay_runs_the_collector_and_jaeger() {
+    let docs = render("overlays/dev");
+
+    // The configuration: OTLP in, a file of OTLP JSON and Jaeger out, nothing dropped.
+    let config = yaml(&read(COLLECTOR_CONFIG));
+    let otlp = &config["receivers"]["otlp"]["protocols"];
+    assert_eq!(otlp["grpc"]["endpoint"], "0.0.0.0:4317", "OTLP/gRPC");
+    assert_eq!(otlp["http"]["endpoint"], "0.0.0.0:4318", "OTLP/HTTP");
+    let processors = config["processors"].as_object().expect("processors");
+    assert!(processors.contains_key("batch"), "a batch processor");
+    for name in processors.keys() {
+        let kind = name.split('/').next().unwrap_or_default();
+        assert!(
+            !["tail_sampling", "probabilistic_sampler", "filter"].contains(&kind),
+            "processor {name} could drop access spans"
+        );
+    }
+    let exporters = config["exporters"].as_object().expect("exporters");
+    let (file_name, file) = exporters
+        .iter()
+        .find(|(name, _)| name.split('/').next() == Some("file"))
+        .expect("a file exporter");
+    assert_eq!(
+        file["path"],
+        format!("{AUDIT_FILES_DIR}/spans.json").as_str(),
+        "the file exporter's path"
+    );
+    assert!(
+        file["format"].is_null() || file["format"] == "json",
+        "OTLP JSON, which discreet audit reads"
+    );
+    assert!(
+        file["compression"].is_null(),
+        "discreet audit reads plain JSON Lines"
+    );
+    assert!(
+        file["rotation"].is_object(),
+        "rotation (which also appends after a restart)"
+    );
+    assert_eq!(
+        file["rotation"]["max_backups"], 0,
+        "rotated files are kept (0: all)"
+    );
+    assert!(
+        file["rotation"]["max_days"].is_null() || file["rotation"]["max_days"] == 0,
+        "rotated files are not deleted by age"
+    );
+    let jaeger_exporter = exporters
+        .iter()
+        .find(|(name, e)| {
+            name.split('/').next() == Some("otlp_grpc") && e["endpoint"] == "jaeger-collector:4317"
+        })
+        .map(|(name, _)| name)
+        .expect("an OTLP/gRPC exporter to jaeger-collector:4317");
+    let pipelines = config["service"]["pipelines"]
+        .as_object()
+        .expect("pipelines");
+    let exports_to = |exporter: &str| {
+        pipelines.iter().any(|(name, p)| {
+            name.split('/').next() == Some("traces")
+                && strings(&p["receivers"]).contains(&"otlp")
+                && strings(&p["exporters"]).contains(&exporter)
+        })
+    };
+    assert!(exports_to(file_name), "traces from OTLP to {file_name}");
+    assert!(
+        exports_to(jaeger_exporter),
+        "traces from OTLP to {jaeger_exporter}"
+    );
+    for (name, p) in pipelines {
+        if strings(&p["exporters"]).contains(&file_name.as_str()) {
+            assert!(
+                !strings(&p["processors"])
+                    .iter()
+                    .any(|p| p.starts_with("batch")),
+                "{name}: the file pipeline acknowledges spans only once written (no batch)"
+            );
+        }
+    }
+    let health_port = host_port(&format!(
+        "http://{}",
+        config["extensions"]["health_check"]["endpoint"]
+            .as_str()
+            .expect("health_check endpoint")
+    ))
+    .1;
+    assert!(strings(&config["service"]["extensions"]).contains(&"health_check"));
+
+    // The collector's Deployment runs that file (the ConfigMap is the copy, and the copy
+    // is the file), with a writable volume for the spans.
+    let deployment = named(&docs, "Deployment", "otel-collector", "dev");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let collector = container(pod, "otel-collector");
+    assert!(
+        collector["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("otel/opentelemetry-collector-contrib:")),
+        "the contrib distribution (it has the file exporter)"
+    );
+    let config_arg = strings(&collector["args"])
+        .iter()
+        .find_map(|a| a.strip_prefix("--config="))
+        .expect("--config=")
+        .to_owned();
+    let (config_dir, config_file) = config_arg.rsplit_once('/').expect("a path");
+    let mounts = array(&collector["volumeMounts"]);
+    let config_mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == config_dir)
+        .expect("the configuration mounted");
+    let config_map = volume(pod, &config_mount["name"])["configMap"]["name"]
+        .as_str()
+        .expect("a ConfigMap");
+    assert_eq!(
+        configmap_data(&docs, config_map)[config_file].as_str(),
+        Some(read(COLLECTOR_CONFIG).as_str()),
+        "the collector runs {COLLECTOR_CONFIG}"
+    );
+    let files_mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == AUDIT_FILES_DIR)
+        .expect("a volume for the spans files");
+    assert_ne!(
+        files_mount["readOnly"], true,
+        "the collector writes the spans"
+    );
+    assert!(
+        volume(pod, &files_mount["name"])["emptyDir"].is_object(),
+        "dev: the spans in an emptyDir"
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            container_port(collector, &collector[probe]["httpGet"]["port"]),
+            health_port,
+            "the collector's {probe} reads the health_check extension"
+        );
+    }
+    // Something that can read the files: the collector image has no shell.
+    let reader = container(pod, "audit-reader");
+    assert!(
+        array(&reader["volumeMounts"])
+            .iter()
+            .any(|m| m["name"] == files_mount["name"] && m["readOnly"] == true),
+        "audit-reader sees the spans files, read-only"
+    );
+    let service = named(&docs, "Service", "otel-collector", "dev");
+    assert!(selects(
+        &service["spec"]["selector"],
+        &deployment["spec"]["template"]["metadata"]["labels"]
+    ));
+    for port in [4317, 4318] {
+        let p = array(&service["spec"]["ports"])
+            .iter()
+            .find(|p| p["port"] == port)
+            .unwrap_or_else(|| panic!("the collector Service on {port}"));
+        assert_eq!(container_port(collector, &p["targetPort"]), port);
+    }
+
+    // Jaeger: OTLP/gRPC where the collector sends, and the UI.
+    let jaeger = named(&docs, "Deployment", "jaeger", "dev");
+    let jaeger_labels = &jaeger["spec"]["template"]["metadata"]["labels"];
+    let jaeger_pod = &jaeger["spec"]["template"]["spec"];
+    let jaeger_container = &array(&jaeger_pod["containers"])[0];
+    assert!(
+        jaeger_container["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("jaegertracing/")),
+        "Jaeger"
+    );
+    for (service, port) in [("jaeger-collector", 4317), ("jaeger-query", 16686)] {
+        let s = named(&docs, "Service", service, "dev");
+        assert!(selects(&s["spec"]["selector"], jaeger_labels), "{service}");
+        let p = array(&s["spec"]["ports"])
+            .iter()
+            .find(|p| p["port"] == port)
+            .unwrap_or_else(|| panic!("{service} on {port}"));
+        assert_eq!(
+            container_port(jaeger_container, &p["targetPort"]),
+            port,
+            "{service}"
+        );
+    }
+
+    // Both are hardened, sized and probed like the gateway (every_overlay_holds_the_pod_
+    // invariants checks every Deployment), and reachable only as NetworkPolicies say.
+    for labels in [
+        &deployment["spec"]["template"]["metadata"]["labels"],
+        jaeger_labels,
+    ] {
+        assert!(
+            kind(&docs, "NetworkPolicy")
+                .iter()
+                .any(|n| selects(&n["spec"]["podSelector"], labels)),
+            "dev: a NetworkPolicy for {labels}"
+        );
+    }
 }
 
 #[test]
