@@ -176,6 +176,10 @@ impl Gateway {
             upstream: UpstreamClient::new(upstream_addr.clone(), connect_timeout),
             limits: config.limits.clone(),
             admission: Arc::new(Semaphore::new(config.limits.max_concurrent_calls)),
+            request_buffer: Arc::new(Semaphore::new(
+                crate::service::REQUEST_BUFFER_BUDGET
+                    .max(config.limits.max_message_bytes.saturating_add(16)),
+            )),
             clock: options.clock,
             local,
             decision_ids: DecisionIds::new(),

@@ -14,7 +14,7 @@
 //!
 //! Every step returns a [`CallError`] on failure, and `status.rs` turns it into the
 //! gRPC status; nothing here writes a status by hand.
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use discreet_config::Limits;
@@ -22,9 +22,12 @@ use discreet_consent::ConsentService;
 use discreet_policy::LegalBasis;
 use discreet_redact::{extract_strings, fields, last_string};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tokio::{sync::Semaphore, time::Instant};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
 use tonic::body::Body;
 
 use crate::{
@@ -45,6 +48,16 @@ use crate::{
     upstream::UpstreamClient,
 };
 
+/// How long a caller may take to send its one request message once its headers are in.
+/// The call holds an admission slot meanwhile, so a caller that starts a body and never
+/// finishes it must not keep the slot until its deadline (up to `limits.max_timeout`).
+const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes of request bodies all calls together may hold while they arrive (at least one
+/// largest message). Each call may buffer up to `limits.max_message_bytes`; without a
+/// shared budget, unfinished bodies could hold that times `limits.max_concurrent_calls`.
+pub(crate) const REQUEST_BUFFER_BUDGET: usize = 32 * 1024 * 1024;
+
 /// Everything a call needs, shared by all calls.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -56,6 +69,8 @@ pub(crate) struct Core {
     pub(crate) upstream: UpstreamClient,
     pub(crate) limits: Limits,
     pub(crate) admission: Arc<Semaphore>,
+    /// Bytes of request bodies being received, across calls (see [`REQUEST_BUFFER_BUDGET`]).
+    pub(crate) request_buffer: Arc<Semaphore>,
     pub(crate) clock: Clock,
     pub(crate) local: LocalServices,
     pub(crate) decision_ids: DecisionIds,
@@ -178,7 +193,25 @@ impl Core {
             )
             .await?;
             access.grants(&grants);
-            let message = read_one_message(body, self.limits.max_message_bytes).await?;
+            // A compressed message is UNIMPLEMENTED when the caller declared an encoding we
+            // do not support, and a protocol violation (INTERNAL) when it declared none.
+            let encoded = parts
+                .headers
+                .get("grpc-encoding")
+                .is_some_and(|e| e.as_bytes() != b"identity");
+            let message = tokio::time::timeout(
+                REQUEST_BODY_TIMEOUT,
+                read_one_message(
+                    body,
+                    self.limits.max_message_bytes,
+                    encoded,
+                    &self.request_buffer,
+                ),
+            )
+            .await
+            .map_err(|_| CallError::RequestBody)??;
+            // The budget is held until the store has the message.
+            let (message, _buffered) = message;
             let (message, withheld_before) = match &route.request_subjects {
                 Some(field) => self.admit_subjects(
                     field,
@@ -317,25 +350,46 @@ impl Core {
     }
 }
 
-/// Reads the request body: exactly one message, no larger than the limit.
-async fn read_one_message(body: Incoming, max_message_bytes: usize) -> Result<Bytes, CallError> {
+/// Reads the request body: exactly one message, no larger than the limit. Every byte
+/// buffered takes a permit of the shared `budget`, held by the returned permit.
+async fn read_one_message(
+    mut body: Incoming,
+    max_message_bytes: usize,
+    encoded: bool,
+    budget: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), CallError> {
     // A little over one frame: a second frame is a cardinality error, not an overflow.
     let limit = max_message_bytes.saturating_add(2 * crate::frame::HEADER_LEN);
-    let collected = Limited::new(body, limit).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
-            CallError::RequestFrame(crate::frame::FrameError::TooLarge {
-                declared: u64::try_from(limit).unwrap_or(u64::MAX),
-                limit: max_message_bytes,
-            })
-        } else {
-            CallError::RequestBody
-        }
-    })?;
     let mut decoder = FrameDecoder::new(max_message_bytes);
-    decoder.push(collected.to_bytes());
-    let first = decoder.next_message().map_err(CallError::RequestFrame)?;
+    let mut received = 0usize;
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| CallError::RequestBody)?.into_data() else {
+            continue;
+        };
+        received = received.saturating_add(data.len());
+        if received > limit {
+            return Err(CallError::RequestFrame(
+                crate::frame::FrameError::TooLarge {
+                    declared: u64::try_from(limit).unwrap_or(u64::MAX),
+                    limit: max_message_bytes,
+                },
+            ));
+        }
+        let n = u32::try_from(data.len()).map_err(|_| CallError::Overloaded)?;
+        let permit = Arc::clone(budget)
+            .try_acquire_many_owned(n)
+            .map_err(|_| CallError::Overloaded)?;
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        decoder.push(data);
+    }
+    let first = decoder.next_message().map_err(|e| match e {
+        crate::frame::FrameError::Compressed if !encoded => CallError::CompressedWithoutEncoding,
+        e => CallError::RequestFrame(e),
+    })?;
     let Some(message) = first else {
         // No complete frame: an empty body is a cardinality error, a partial one a
         // malformed frame.
@@ -352,7 +406,7 @@ async fn read_one_message(body: Incoming, max_message_bytes: usize) -> Result<By
     decoder
         .finish()
         .map_err(|_| CallError::RequestCardinality)?;
-    Ok(message)
+    Ok((message, held))
 }
 
 /// A gRPC error with no body: status in the headers (the protocol's "Trailers-Only").

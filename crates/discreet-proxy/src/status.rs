@@ -43,6 +43,10 @@ pub(crate) enum CallError {
     Refused(Refusal),
     #[error("request: {0}")]
     RequestFrame(FrameError),
+    #[error(
+        "request message has the compressed flag set, but no grpc-encoding other than identity was declared"
+    )]
+    CompressedWithoutEncoding,
     #[error("request must carry exactly one message for this method")]
     RequestCardinality,
     #[error("request message invalid: {0}")]
@@ -80,15 +84,16 @@ impl CallError {
             UnknownMethod(_) | RequestCardinality => Code::Unimplemented,
             Caller(e) | Consent(e) => consent_code(e),
             NoCallerToken => Code::Unauthenticated,
-            Purpose(_) | NoSubject | RequestMessage(_) | RequestMetadata(_) => {
-                Code::InvalidArgument
-            }
+            Purpose(_) | NoSubject | RequestMetadata(_) => Code::InvalidArgument,
             Access(_) | SubjectWithoutConsent | UnexpectedSubject | Refused(_) => {
                 Code::PermissionDenied
             }
             RequestFrame(FrameError::Compressed) => Code::Unimplemented,
             RequestFrame(FrameError::TooLarge { .. }) => Code::ResourceExhausted,
-            RequestFrame(_) | UpstreamProtocol(_) | Policy(_) => Code::Internal,
+            // gRPC's statuscodes.md: "Error parsing request proto" is INTERNAL, and so is a
+            // compressed flag without an encoding (compression.md, test case 6).
+            RequestFrame(_) | RequestMessage(_) | CompressedWithoutEncoding => Code::Internal,
+            UpstreamProtocol(_) | Policy(_) => Code::Internal,
             RequestBody => Code::Cancelled,
             DeadlineExceeded => Code::DeadlineExceeded,
             // The store's own verdict (NOT_FOUND, INVALID_ARGUMENT, ...), without its
@@ -116,8 +121,14 @@ impl CallError {
             Consent(_) => r::INVALID_CONSENT_TOKEN,
             SubjectWithoutConsent | UnexpectedSubject => r::NO_CONSENT,
             Refused(_) => r::GUARD,
-            TooManyTokens(_) | TooManySubjects(_) | NoSubject | RequestFrame(_)
-            | RequestCardinality | RequestMessage(_) | RequestMetadata(_) => r::INVALID_REQUEST,
+            TooManyTokens(_)
+            | TooManySubjects(_)
+            | NoSubject
+            | RequestFrame(_)
+            | CompressedWithoutEncoding
+            | RequestCardinality
+            | RequestMessage(_)
+            | RequestMetadata(_) => r::INVALID_REQUEST,
             RequestBody | Cancelled => r::CANCELLED,
             DeadlineExceeded => r::DEADLINE_EXCEEDED,
             UpstreamUnavailable | UpstreamStalled | UpstreamStatus(_) | UpstreamProtocol(_) => {
@@ -133,6 +144,11 @@ impl CallError {
         map.insert("grpc-status", status_value(self.code()));
         if let Ok(v) = HeaderValue::from_str(&percent_encode(&self.to_string())) {
             map.insert("grpc-message", v);
+        }
+        // compression.md: an UNIMPLEMENTED for an unsupported encoding names the ones the
+        // server accepts.
+        if matches!(self, CallError::RequestFrame(FrameError::Compressed)) {
+            map.insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
         }
         map
     }
@@ -200,6 +216,15 @@ mod tests {
             Code::Unimplemented
         );
         assert_eq!(CallError::RequestCardinality.code(), Code::Unimplemented);
+        assert_eq!(CallError::CompressedWithoutEncoding.code(), Code::Internal);
+        assert_eq!(
+            CallError::RequestMessage(RedactError::Truncated).code(),
+            Code::Internal
+        );
+        assert_eq!(
+            CallError::RequestFrame(FrameError::Compressed).trailers()["grpc-accept-encoding"],
+            "identity"
+        );
         assert_eq!(CallError::UpstreamUnavailable.code(), Code::Unavailable);
         assert_eq!(
             CallError::UpstreamStatus(Code::NotFound).code(),
