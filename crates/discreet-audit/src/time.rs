@@ -1,5 +1,7 @@
-//! RFC 3339 timestamps to and from Unix nanoseconds: the only calendar arithmetic the audit
-//! tool needs, so it carries its own instead of a date crate.
+//! RFC 3339 timestamps to and from Unix nanoseconds. The calendar arithmetic is the
+//! project's one civil-date type (`discreet_redact::date::CivilDate`), not a date crate.
+
+use discreet_redact::date::CivilDate;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const SECS_PER_DAY: i64 = 86_400;
@@ -39,11 +41,16 @@ pub fn parse_time(input: &str, bound: Bound) -> Result<u64, TimeError> {
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
         return Err(fail("the date must be YYYY-MM-DD"));
     }
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return Err(fail("no such day"));
+    let date = match (
+        i32::try_from(year),
+        u32::try_from(month),
+        u32::try_from(day),
+    ) {
+        (Ok(y), Ok(m), Ok(d)) => CivilDate::new(y, m, d),
+        _ => None,
     }
-    let days = days_from_civil(year, month, day);
-    let mut secs = days * SECS_PER_DAY;
+    .ok_or(fail("no such day"))?;
+    let mut secs = date.to_unix();
     let mut nanos = 0;
     if b.len() == 10 {
         if bound == Bound::Until {
@@ -117,9 +124,11 @@ pub fn format_time_readable(unix_nanos: u64) -> String {
 /// The date (`YYYY-MM-DD`) and the seconds into that day.
 fn split(unix_nanos: u64) -> (String, u64) {
     let secs = unix_nanos / NANOS_PER_SEC;
-    let days = i64::try_from(secs / SECS_PER_DAY as u64).unwrap_or(i64::MAX / SECS_PER_DAY);
-    let (y, m, d) = civil_from_days(days);
-    (format!("{y:04}-{m:02}-{d:02}"), secs % SECS_PER_DAY as u64)
+    let date = CivilDate::from_unix(i64::try_from(secs).unwrap_or(i64::MAX));
+    (
+        format!("{:04}-{:02}-{:02}", date.year, date.month, date.day),
+        secs % SECS_PER_DAY as u64,
+    )
 }
 
 /// The `len` ASCII digits at `at` as a number.
@@ -128,39 +137,6 @@ fn digits(b: &[u8], at: usize, len: usize) -> Option<i64> {
     run.iter().try_fold(0i64, |n, c| {
         c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
     })
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 #[cfg(test)]

@@ -350,24 +350,15 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     let hour: i64 = t.next()?.parse().ok()?;
     let minute: i64 = t.next()?.parse().ok()?;
     let second: i64 = t.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+    if hour > 23 || minute > 59 {
         return None;
     }
-    Some(
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
-            - offset_secs,
-    )
-}
-
-/// Days since 1970-01-01 (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let date = discreet_redact::date::CivilDate::new(
+        i32::try_from(year).ok()?,
+        u32::try_from(month).ok()?,
+        u32::try_from(day).ok()?,
+    )?;
+    Some(date.to_unix() + hour * 3600 + minute * 60 + second - offset_secs)
 }
 
 #[cfg(test)]
