@@ -458,3 +458,239 @@ async fn the_subject_access_report_is_built_from_the_exported_spans() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_refusal_is_audited_with_its_own_reason() {
+    let h = Harness::start().await.unwrap();
+    // Fraud detection needs no consent: the call reaches the store, which has no such
+    // subject and answers NOT_FOUND without a message.
+    let status = assert_refused(
+        get_with(&h, "nobody-here", "essential.fraud_detection", &[]).await,
+        Code::NotFound,
+    );
+    let id = status
+        .metadata()
+        .get("x-discreet-decision-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let spans = h.wait_for_spans(1).await.unwrap();
+    let s = spans
+        .iter()
+        .find(|s| one(s, attr::DECISION_ID) == id)
+        .unwrap();
+    assert_eq!(one(s, attr::DECISION), "denied");
+    assert_eq!(
+        one(s, attr::DENIAL_REASON),
+        attr::reason::UPSTREAM,
+        "not `cancelled`"
+    );
+    assert_eq!(one(s, attr::RPC_GRPC_STATUS_CODE), "5");
+    assert_eq!(
+        one(s, attr::SUBJECT),
+        h.audit_key().unwrap().pseudonym("nobody-here")
+    );
+    h.shutdown().await;
+}
+
+/// Every metric the README's "Metrics" section names is exported (a counter's
+/// `_total` and an info metric's `_info` are part of its samples' names, not its type line).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_metrics_are_exported() {
+    // A shadow policy (the shipped one under another version) and a batch with a subject
+    // without consent, so that every family has a series.
+    let dir = discreet_testkit::TempDir::new("metrics").unwrap();
+    let candidate = dir.path().join("candidate.yaml");
+    let shipped =
+        std::fs::read_to_string(discreet_testkit::config_dir().join("policy.yaml")).unwrap();
+    std::fs::write(
+        &candidate,
+        shipped.replacen("version:", "version: candidate #", 1),
+    )
+    .unwrap();
+    let h = Harness::start_with(|c| c.audit.shadow_policy = Some(candidate.clone()))
+        .await
+        .unwrap();
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    let purpose = "personalize";
+    let consents = [h.consent("persona-eu", &[purpose]).unwrap()];
+    let request = discreet_proto::profile::v1::BatchGetProfilesRequest {
+        subject_ids: vec!["persona-eu".into(), "persona-california".into()],
+    };
+    h.client()
+        .await
+        .unwrap()
+        .batch_get_profiles(
+            h.request(request, common::caller_for(purpose), purpose, &consents)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("### Metrics")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap();
+    let names: Vec<&str> = section
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("discreet_"))
+        .collect();
+    assert!(names.len() >= 15, "{names:?}");
+    let exposition = http_get(h.metrics_addr().unwrap(), "/metrics").await;
+    for name in names {
+        let base = name.trim_end_matches("_total").trim_end_matches("_info");
+        assert!(
+            exposition.contains(&format!("# TYPE {base} ")),
+            "{name} is in the README but not exported:\n{exposition}"
+        );
+    }
+    assert!(exposition.contains(
+        "discreet_calls_total{method=\"/profile.v1.ProfileService/GetProfile\",purpose=\"personalize\",caller=\"shop/recommender\",decision=\"partial\"} 1"
+    ), "{exposition}");
+    h.shutdown().await;
+}
+
+/// A stream touching more subjects than `audit.max_subject_events` continues its events on
+/// child spans; the reader folds them back into one access with every subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_continues_its_subject_events_on_child_spans() {
+    let h = Harness::start_with(|c| c.audit.max_subject_events = 50)
+        .await
+        .unwrap();
+    let purpose = "analytics.reporting";
+    let request = h
+        .request(
+            discreet_proto::profile::v1::StreamProfilesRequest {
+                segment: "all".into(),
+                limit: 0,
+            },
+            common::caller_for(purpose),
+            purpose,
+            &[],
+        )
+        .unwrap();
+    let mut stream = h
+        .client()
+        .await
+        .unwrap()
+        .stream_profiles(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0u64;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 306);
+    // 306 events: six continuations of 50, and 6 left on the access span.
+    let spans = h.wait_for_spans(7).await.unwrap();
+    let access: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == attr::ACCESS_SPAN)
+        .collect();
+    let continued: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == attr::SUBJECTS_SPAN)
+        .collect();
+    assert_eq!((access.len(), continued.len()), (1, 6));
+    let access = access[0];
+    assert_eq!(access.events.len(), 6);
+    assert_eq!(one(access, attr::SUBJECT_EVENTS_CONTINUED), "300");
+    assert_eq!(one(access, attr::RECORDS_RELEASED), "306");
+    for c in &continued {
+        assert_eq!(c.parent_span_id, access.span_id);
+        assert_eq!(c.trace_id, access.trace_id);
+        assert_eq!(c.events.len(), 50);
+        assert_eq!(one(c, attr::PURPOSE), purpose);
+    }
+    let file = h.dir().join("spans.json");
+    h.receiver.write_otlp_json(&file).unwrap();
+    let trail = read_trail(&file);
+    assert_eq!(trail.accesses.len(), 1);
+    assert_eq!(trail.accesses[0].subjects.len(), 306);
+    h.shutdown().await;
+}
+
+/// Strict mode, collector away, a stream whose subject events overflow: the stream stops
+/// `UNAVAILABLE` once a continuation cannot be queued, and every record the caller got is
+/// still accounted for on the spans that do arrive when the collector returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_stops_when_its_events_cannot_be_audited() {
+    let mut h = Harness::start_with(|c| {
+        c.limits.max_concurrent_calls = 4;
+        c.audit.queue_capacity = 8;
+        c.audit.max_batch = 2;
+        c.audit.max_subject_events = 10;
+    })
+    .await
+    .unwrap();
+    h.receiver.stop().await;
+    let purpose = "analytics.reporting";
+    let request = h
+        .request(
+            discreet_proto::profile::v1::StreamProfilesRequest {
+                segment: "all".into(),
+                limit: 0,
+            },
+            common::caller_for(purpose),
+            purpose,
+            &[],
+        )
+        .unwrap();
+    let mut stream = h
+        .client()
+        .await
+        .unwrap()
+        .stream_profiles(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut received = 0u64;
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("the stream completed unaudited ({received} records)"),
+            Err(s) => break s,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(received < 306, "{received}");
+    h.receiver.restart().await.unwrap();
+    let mut access = None;
+    for _ in 0..200 {
+        access = h
+            .receiver
+            .spans()
+            .into_iter()
+            .find(|s| s.name == attr::ACCESS_SPAN);
+        if access.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let access = access.expect("the access span arrives once the collector is back");
+    assert_eq!(
+        one(&access, attr::DENIAL_REASON),
+        attr::reason::AUDIT_UNAVAILABLE
+    );
+    // Every queued span has arrived once the count stops growing.
+    let mut spans = h.receiver.spans();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = h.receiver.spans();
+        if now.len() == spans.len() {
+            break;
+        }
+        spans = now;
+    }
+    // Events that arrived, on the access span and its continuations: not just counted.
+    let arrived: u64 = spans.iter().map(|s| s.events.len() as u64).sum();
+    assert!(
+        arrived >= received,
+        "{received} records reached the caller, {arrived} subject events arrived"
+    );
+    h.shutdown().await;
+}

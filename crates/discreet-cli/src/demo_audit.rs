@@ -23,7 +23,13 @@ pub(crate) async fn show(
         }
         seen = now;
     }
-    let file = std::env::temp_dir().join("discreet-demo-audit.json");
+    // Beside the audit key the pseudonyms were made with (the keyring directory, which is
+    // this checkout's own and not committed): a shared temporary path would let another
+    // checkout's demo, with other keys, overwrite it.
+    let file = config.audit.key_file.parent().map_or_else(
+        || "demo-spans.json".into(),
+        |dir| dir.join("demo-spans.json"),
+    );
     receiver
         .write_otlp_json(&file)
         .map_err(|e| format!("{}: {e}", file.display()))?;

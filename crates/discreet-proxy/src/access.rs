@@ -30,6 +30,9 @@ pub(crate) struct AccessLog {
     known_caller: bool,
     known_purpose: bool,
     shadow: Option<crate::shadow::ShadowTally>,
+    /// The last subject pseudonymised and its pseudonym: a unary read names its subject in
+    /// the request and again in the record, and one HMAC is enough.
+    last_pseudonym: Option<(Box<str>, String)>,
     done: bool,
 }
 
@@ -43,7 +46,7 @@ impl AccessLog {
         let trace = TraceContext::for_call(traceparent, &core.audit.span_ids);
         let record = AccessRecord::begin(
             trace,
-            Arc::from(method),
+            Arc::from(bounded(method)),
             Arc::from(decision_id),
             Arc::clone(&core.audit.key_id),
         );
@@ -57,6 +60,7 @@ impl AccessLog {
             known_caller: false,
             known_purpose: false,
             shadow: None,
+            last_pseudonym: None,
             done: false,
         }
     }
@@ -83,21 +87,18 @@ impl AccessLog {
     }
 
     pub(crate) fn purpose(&mut self, purpose: &str, known: bool) {
-        self.record.purpose = Some(Arc::from(purpose));
+        self.record.purpose = Some(Arc::from(bounded(purpose)));
         self.known_purpose = known;
     }
 
     /// The caller was allowed the purpose: it is a caller the policy names.
-    pub(crate) fn allowed(&mut self, legal_basis: &'static str, policy_version: &str) {
+    pub(crate) fn allowed(&mut self, legal_basis: &'static str) {
         self.record.legal_basis = Some(legal_basis);
         self.known_caller = true;
-        self.record.policy_version = Some(Arc::from(policy_version));
     }
 
-    pub(crate) fn policy_version(&mut self, version: &str) {
-        if self.record.policy_version.is_none() {
-            self.record.policy_version = Some(Arc::from(version));
-        }
+    pub(crate) fn policy_version(&mut self, version: &Arc<str>) {
+        self.record.policy_version = Some(Arc::clone(version));
     }
 
     pub(crate) fn grants(&mut self, grants: &Grants) {
@@ -106,7 +107,18 @@ impl AccessLog {
 
     /// The one subject a single-subject call names.
     pub(crate) fn single_subject(&mut self, subject: &str) {
-        self.record.subject = Some(self.core.audit.key.pseudonym(subject));
+        self.record.subject = Some(self.pseudonym(subject));
+    }
+
+    fn pseudonym(&mut self, subject: &str) -> String {
+        if let Some((raw, pseudonym)) = &self.last_pseudonym
+            && **raw == *subject
+        {
+            return pseudonym.clone();
+        }
+        let pseudonym = self.core.audit.key.pseudonym(subject);
+        self.last_pseudonym = Some((Box::from(subject), pseudonym.clone()));
+        pseudonym
     }
 
     /// One subject event: `outcome` is an `attr::outcome` value. Strict mode: `Err` when
@@ -119,23 +131,32 @@ impl AccessLog {
         grants: &Grants,
     ) -> Result<(), CallError> {
         let (token_id, consent_version) = grants.token_of(subject);
+        let pseudonym = self.pseudonym(subject);
         self.record.events.push(SubjectEvent {
             time: SystemTime::now(),
-            pseudonym: self.core.audit.key.pseudonym(subject),
+            pseudonym,
             outcome,
             reason,
             token_id,
             consent_version,
         });
         if self.record.events.len() >= self.core.audit.max_subject_events {
-            let events = std::mem::take(&mut self.record.events);
-            self.record.continued_events += events.len() as u64;
             let span_id = self.core.audit.span_ids.span_id();
-            self.core
-                .audit
-                .trail
-                .continuation(&self.record, span_id, &events)
-                .map_err(|AuditUnavailable| CallError::AuditUnavailable)?;
+            let queued =
+                self.core
+                    .audit
+                    .trail
+                    .continuation(&self.record, span_id, &self.record.events);
+            match queued {
+                Ok(()) => {
+                    self.record.continued_events += self.record.events.len() as u64;
+                    self.record.events.clear();
+                }
+                // Strict mode: the stream stops here, and the events stay on the access
+                // span (whose place was reserved at the start), so the records already
+                // sent are still accounted for.
+                Err(AuditUnavailable) => return Err(CallError::AuditUnavailable),
+            }
         }
         Ok(())
     }
@@ -231,20 +252,21 @@ impl AccessLog {
         let r = &mut self.record;
         r.end = SystemTime::now();
         if let Some(tally) = self.shadow.take() {
-            r.shadow = Some(tally.outcome(r.decision));
+            r.shadow = Some(tally.outcome());
         }
         let metrics = &self.core.metrics;
         metrics.in_flight.dec();
+        let other = &self.core.audit.other_label;
         let purpose = match (&r.purpose, self.known_purpose) {
             (Some(p), true) => Arc::clone(p),
-            _ => Arc::from("other"),
+            _ => Arc::clone(other),
         };
         let caller = match (&r.caller, self.known_caller) {
             (Some(c), true) => Arc::clone(c),
-            _ => Arc::from("other"),
+            _ => Arc::clone(other),
         };
         let method = if r.method_kind.is_empty() {
-            Arc::from("other")
+            Arc::clone(other)
         } else {
             Arc::clone(&r.method)
         };
@@ -294,6 +316,22 @@ impl Drop for AccessLog {
     }
 }
 
+/// Caller-supplied text (a method path or purpose the policy may not know) goes into the
+/// span as evidence of what was asked, cut to this many bytes: a caller cannot write
+/// kilobytes of its own text into the audit trail.
+const MAX_CALLER_TEXT: usize = 128;
+
+fn bounded(text: &str) -> &str {
+    if text.len() <= MAX_CALLER_TEXT {
+        return text;
+    }
+    let mut end = MAX_CALLER_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The audit trail's parts that every call uses.
 #[derive(Debug)]
 pub(crate) struct AuditState {
@@ -302,4 +340,20 @@ pub(crate) struct AuditState {
     pub(crate) key_id: Arc<str>,
     pub(crate) span_ids: discreet_telemetry::SpanIds,
     pub(crate) max_subject_events: usize,
+    /// The metric label for purposes, callers and methods the policy does not name.
+    pub(crate) other_label: Arc<str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn caller_text_is_cut_on_a_character_boundary() {
+        assert_eq!(bounded("personalize"), "personalize");
+        let long = "é".repeat(100);
+        let cut = bounded(&long);
+        assert!(cut.len() <= 128 && cut.len() >= 127, "{}", cut.len());
+        assert!(long.starts_with(cut));
+    }
 }

@@ -53,7 +53,9 @@ pub(crate) struct ResponseEnforcer {
     report: RewriteReport,
     scratch: Vec<u8>,
     /// The last plan used and its grant: records of one call mostly share one.
-    last: Option<(ConsentGrant, Arc<CompiledPlan>)>,
+    last: Option<(Arc<ConsentGrant>, Arc<CompiledPlan>)>,
+    /// The grant of a record read under a purpose that needs no consent.
+    no_grant: Arc<ConsentGrant>,
 }
 
 impl ResponseEnforcer {
@@ -87,6 +89,7 @@ impl ResponseEnforcer {
             report: RewriteReport::default(),
             scratch: Vec::new(),
             last: None,
+            no_grant: Arc::default(),
         }
     }
 
@@ -134,7 +137,7 @@ impl ResponseEnforcer {
         // a token that does not name this purpose opens nothing, even where the purpose
         // needs no consent to read the rest of the record.
         let grant = match subject.and_then(|s| self.grants.get(s)) {
-            Some(g) if g.allows_purpose(&self.purpose) => g.clone(),
+            Some(g) if g.allows_purpose(&self.purpose) => Arc::clone(g),
             _ if self.consent_required => {
                 if let Some(s) = subject {
                     self.access.subject(
@@ -147,9 +150,9 @@ impl ResponseEnforcer {
                 return Ok(Verdict::NoGrant);
             }
             // Not consent-based: no token needed, and no special category either.
-            _ => ConsentGrant::default(),
+            _ => Arc::clone(&self.no_grant),
         };
-        let plan = self.plan(grant.clone())?;
+        let plan = self.plan(&grant)?;
         self.report.clear();
         let (outcome, variant) = plan
             .plan
@@ -212,17 +215,19 @@ impl ResponseEnforcer {
         }
     }
 
-    fn plan(&mut self, grant: ConsentGrant) -> Result<Arc<CompiledPlan>, CallError> {
+    /// The plan for `grant`, remembered for the next record (records of one call mostly
+    /// share one grant).
+    fn plan(&mut self, grant: &Arc<ConsentGrant>) -> Result<Arc<CompiledPlan>, CallError> {
         if let Some((g, plan)) = &self.last
-            && *g == grant
+            && (Arc::ptr_eq(g, grant) || g == grant)
         {
             return Ok(Arc::clone(plan));
         }
         let plan = self
             .plans
-            .get(&self.active, &self.route.record_type, &self.purpose, &grant)
+            .get(&self.active, &self.route.record_type, &self.purpose, grant)
             .map_err(CallError::Policy)?;
-        self.last = Some((grant, Arc::clone(&plan)));
+        self.last = Some((Arc::clone(grant), Arc::clone(&plan)));
         Ok(plan)
     }
 

@@ -189,6 +189,7 @@ impl Gateway {
                 key: audit_key,
                 span_ids: SpanIds::new(random_seed()),
                 max_subject_events: config.audit.max_subject_events,
+                other_label: Arc::from("other"),
             },
             metrics: Arc::clone(&metrics),
             shadow: shadow.clone(),
@@ -213,14 +214,14 @@ impl Gateway {
             let m = Arc::clone(&metrics);
             Arc::clone(&policy).watch(POLICY_POLL, "policy", move |active, applied| {
                 count_reload(&m, applied);
-                m.set_policy_version(&Arc::from(active.policy.version.as_str()));
+                m.set_policy_version(&active.version);
             })
         });
         let shadow_watch = shadow.map(|shadow| {
             let m = Arc::clone(&metrics);
-            m.set_shadow_policy_version(&Arc::from(shadow.state.current().policy.version.as_str()));
+            m.set_shadow_policy_version(&shadow.state.current().version);
             Arc::clone(&shadow.state).watch(POLICY_POLL, "shadow policy", move |active, _| {
-                m.set_shadow_policy_version(&Arc::from(active.policy.version.as_str()));
+                m.set_shadow_policy_version(&active.version);
             })
         });
         let metrics_addr = match metrics_listener {

@@ -12,7 +12,8 @@ use crate::{metadata::CONSENT, status::CallError};
 /// What each subject of the call granted.
 #[derive(Debug, Default)]
 pub(crate) struct Grants {
-    by_subject: HashMap<String, ConsentGrant>,
+    /// Shared, so each record of a stream takes a reference count, not a copy of sets.
+    by_subject: HashMap<String, Arc<ConsentGrant>>,
     /// Each subject's (last) token id and consent version, for the access span.
     tokens: HashMap<String, (Arc<str>, Option<u64>)>,
     token_ids: Vec<Arc<str>>,
@@ -30,7 +31,7 @@ impl Grants {
             .map_or((None, None), |(id, v)| (Some(Arc::clone(id)), *v))
     }
 
-    pub(crate) fn get(&self, subject: &str) -> Option<&ConsentGrant> {
+    pub(crate) fn get(&self, subject: &str) -> Option<&Arc<ConsentGrant>> {
         self.by_subject.get(subject)
     }
 
@@ -69,10 +70,12 @@ pub(crate) async fn verify(
                 .tokens
                 .insert(verified.subject.clone(), (id, verified.consent_version));
             // Two tokens for one subject: each is genuine consent, so the grant is both.
-            let grant = grants
-                .by_subject
-                .entry(verified.subject.clone())
-                .or_default();
+            let grant = Arc::make_mut(
+                grants
+                    .by_subject
+                    .entry(verified.subject.clone())
+                    .or_default(),
+            );
             grant.purposes.extend(verified.purposes.iter().cloned());
             grant
                 .special_categories

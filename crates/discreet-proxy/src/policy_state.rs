@@ -21,6 +21,8 @@ pub(crate) struct ActivePolicy {
     /// Counts loads in this process: plans are cached by it, so a reload whose `version`
     /// string was not bumped still gets fresh plans.
     pub(crate) generation: u64,
+    /// `policy.version`, shared: every call's access span and metrics carry it.
+    pub(crate) version: Arc<str>,
     digest: [u8; 32],
 }
 
@@ -60,6 +62,7 @@ impl PolicyState {
             path: path.to_owned(),
             schema,
             current: RwLock::new(Arc::new(ActivePolicy {
+                version: Arc::from(policy.version.as_str()),
                 policy,
                 generation: 1,
                 digest: Sha256::digest(text.as_bytes()).into(),
@@ -104,6 +107,7 @@ impl PolicyState {
                 let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
                 let version = policy.version.clone();
                 let next = Arc::new(ActivePolicy {
+                    version: Arc::from(policy.version.as_str()),
                     policy,
                     generation,
                     digest,

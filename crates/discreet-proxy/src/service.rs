@@ -173,7 +173,7 @@ impl Core {
             let purpose = metadata::purpose(&parts.headers).map_err(CallError::Purpose)?;
             let active = self.policy.current();
             access.purpose(purpose, active.policy.purposes.contains_key(purpose));
-            access.policy_version(&active.policy.version);
+            access.policy_version(&active.version);
             if let Some(shadow) = &self.shadow {
                 let candidate = shadow.state.current();
                 let denied = candidate.policy.check_caller(&caller, purpose).is_err();
@@ -183,7 +183,7 @@ impl Core {
                 .policy
                 .check_caller(&caller, purpose)
                 .map_err(CallError::Access)?;
-            access.allowed(allowed.legal_basis.as_str(), &active.policy.version);
+            access.allowed(allowed.legal_basis.as_str());
             let consent_required = allowed.legal_basis == LegalBasis::Consent;
             let purpose: Arc<str> = Arc::from(purpose);
             let grants = grants::verify(
@@ -258,25 +258,12 @@ impl Core {
             .map_err(|_| CallError::DeadlineExceeded)??;
 
         let (head, upstream_body) = response.into_parts();
-        if head.status != StatusCode::OK {
-            return Err(match head.status {
-                StatusCode::SERVICE_UNAVAILABLE
-                | StatusCode::BAD_GATEWAY
-                | StatusCode::GATEWAY_TIMEOUT
-                | StatusCode::TOO_MANY_REQUESTS => CallError::UpstreamUnavailable,
-                other => CallError::UpstreamProtocol(format!("HTTP status {}", other.as_u16())),
-            });
-        }
-        // Trailers-only: the store answered with a status and no messages.
-        if let Some(code) = upstream_code(&head.headers) {
-            if code != tonic::Code::Ok {
-                return Err(CallError::UpstreamStatus(code));
-            }
-            if !route.server_streaming {
-                return Err(CallError::UpstreamProtocol(
-                    "no message for a unary method".into(),
-                ));
-            }
+        if let Err(e) = check_response_head(&head, route.server_streaming) {
+            // The access log is the enforcer's now: close it with the real reason, not
+            // the `cancelled` its drop would record.
+            let mut enforcer = enforcer;
+            enforcer.access.finish_err(&e);
+            return Err(e);
         }
         let body = RewriteBody::new(
             upstream_body,
@@ -348,6 +335,34 @@ impl Core {
         }
         Ok((Bytes::from(kept), withheld))
     }
+}
+
+/// The store's response head: an HTTP error, or a trailers-only gRPC status, ends the call.
+fn check_response_head(
+    head: &http::response::Parts,
+    server_streaming: bool,
+) -> Result<(), CallError> {
+    if head.status != StatusCode::OK {
+        return Err(match head.status {
+            StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::GATEWAY_TIMEOUT
+            | StatusCode::TOO_MANY_REQUESTS => CallError::UpstreamUnavailable,
+            other => CallError::UpstreamProtocol(format!("HTTP status {}", other.as_u16())),
+        });
+    }
+    // Trailers-only: the store answered with a status and no messages.
+    if let Some(code) = upstream_code(&head.headers) {
+        if code != tonic::Code::Ok {
+            return Err(CallError::UpstreamStatus(code));
+        }
+        if !server_streaming {
+            return Err(CallError::UpstreamProtocol(
+                "no message for a unary method".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the request body: exactly one message, no larger than the limit. Every byte

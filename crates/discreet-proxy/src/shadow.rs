@@ -141,7 +141,7 @@ impl ShadowTally {
         }
     }
 
-    pub(crate) fn outcome(self, _active_decision: &str) -> ShadowOutcome {
+    pub(crate) fn outcome(self) -> ShadowOutcome {
         let decision = if self.caller_denied || (self.records > 0 && self.refused == self.records) {
             attr::decision::DENIED
         } else if self.withheld_any {
@@ -150,7 +150,7 @@ impl ShadowTally {
             attr::decision::ALLOWED
         };
         ShadowOutcome {
-            policy_version: Arc::from(self.active.policy.version.as_str()),
+            policy_version: Arc::clone(&self.active.version),
             decision,
             fields_released: self.would_release,
             fields_withheld: self.would_withhold,

@@ -196,6 +196,13 @@ impl GatewayMetrics {
             "The audit key in use (its fingerprint)",
             Info::new(vec![("key_id".to_owned(), audit_key_id.to_owned())]),
         );
+        // Both results exist from the start, so `rate()` and alerts see a zero rather
+        // than no series until the first reload.
+        for result in ["applied", "rejected"] {
+            policy_reloads
+                .get_or_create(&ResultLabels { result })
+                .inc_by(0);
+        }
         GatewayMetrics {
             registry,
             calls,
