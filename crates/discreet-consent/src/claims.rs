@@ -10,6 +10,8 @@ use crate::error::ConsentError;
 /// ignored; duplicate claims make the token malformed (serde refuses them).
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenClaims {
+    pub(crate) iss: Option<String>,
+    pub(crate) aud: Option<Audience>,
     pub(crate) sub: Option<String>,
     pub(crate) jti: Option<String>,
     #[serde(default, deserialize_with = "numeric_date")]
@@ -23,6 +25,23 @@ pub(crate) struct TokenClaims {
     pub(crate) consent_version: Option<u64>,
     #[serde(rename = "kubernetes.io")]
     pub(crate) kubernetes: Option<KubernetesClaims>,
+}
+
+/// `aud`: one audience or several (RFC 7519 §4.1.3).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub(crate) fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(a) => a == audience,
+            Audience::Many(all) => all.iter().any(|a| a == audience),
+        }
+    }
 }
 
 /// The `kubernetes.io` claim of a projected service-account token.

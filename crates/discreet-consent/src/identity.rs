@@ -55,7 +55,20 @@ impl CallerVerifier {
         keys: &KeySet,
         now: u64,
     ) -> Result<CallerIdentity, ConsentError> {
+        self.verify_until(token, keys, now)
+            .map(|(identity, _)| identity)
+    }
+
+    /// As [`Self::verify`], with the token's `exp` (seconds since the epoch): how long
+    /// the verification may be reused.
+    pub fn verify_until(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        now: u64,
+    ) -> Result<(CallerIdentity, u64), ConsentError> {
         let (claims, _) = self.core.verify(token, keys, now)?;
+        let expires_at = claims.exp.ok_or(ConsentError::MissingClaim("exp"))?;
         let from_claim = claims.kubernetes.and_then(|k| {
             let ns = k.namespace?;
             let sa = k.serviceaccount?.name?;
@@ -74,9 +87,12 @@ impl CallerVerifier {
         if !valid(&ns) || !valid(&sa) {
             return Err(ConsentError::Malformed);
         }
-        Ok(CallerIdentity {
-            name: format!("{ns}/{sa}"),
-        })
+        Ok((
+            CallerIdentity {
+                name: format!("{ns}/{sa}"),
+            },
+            expires_at,
+        ))
     }
 }
 

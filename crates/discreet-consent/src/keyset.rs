@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use sha2::{Digest, Sha256};
 
 use crate::algorithm::SigningAlgorithm;
+use crate::error::ConsentError;
+use crate::signature::SignatureKey;
 
 /// RSA moduli below this many bits are refused: 2048 is the NIST floor for signatures.
 const MIN_RSA_BITS: usize = 2048;
@@ -23,7 +24,7 @@ const MIN_RSA_BITS: usize = 2048;
 pub struct VerificationKey {
     kid: String,
     algorithm: SigningAlgorithm,
-    decoding: DecodingKey,
+    signature: SignatureKey,
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -46,8 +47,9 @@ impl VerificationKey {
         self.algorithm
     }
 
-    pub(crate) fn decoding_key(&self) -> &DecodingKey {
-        &self.decoding
+    /// Checks `token`'s signature with this key and its pinned algorithm.
+    pub(crate) fn verify_signature(&self, token: &str) -> Result<(), ConsentError> {
+        self.signature.verify(self.algorithm, token)
     }
 }
 
@@ -151,11 +153,11 @@ fn usable_key(jwk: &Jwk, allowed: &[SigningAlgorithm]) -> Option<VerificationKey
     if !allowed.contains(&algorithm) || !key_fits(&jwk.algorithm, algorithm) {
         return None;
     }
-    let decoding = DecodingKey::from_jwk(jwk).ok()?;
+    let signature = signature_key(&jwk.algorithm)?;
     Some(VerificationKey {
         kid,
         algorithm,
-        decoding,
+        signature,
     })
 }
 
@@ -204,6 +206,24 @@ fn key_fits(params: &AlgorithmParameters, algorithm: SigningAlgorithm) -> bool {
                     .is_some_and(|x| ed25519_dalek::VerifyingKey::from_bytes(&x).is_ok())
         }
         _ => false,
+    }
+}
+
+/// The key material as ring takes it (its fit to the algorithm is checked by `key_fits`).
+fn signature_key(params: &AlgorithmParameters) -> Option<SignatureKey> {
+    let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).ok();
+    match params {
+        AlgorithmParameters::RSA(rsa) => Some(SignatureKey::rsa(decode(&rsa.n)?, decode(&rsa.e)?)),
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let len = if ec.curve == EllipticCurve::P384 {
+                48
+            } else {
+                32
+            };
+            Some(SignatureKey::Raw(sec1_point(&ec.x, &ec.y, len)?))
+        }
+        AlgorithmParameters::OctetKeyPair(okp) => Some(SignatureKey::Raw(decode(&okp.x)?)),
+        _ => None,
     }
 }
 

@@ -37,6 +37,7 @@ mod live;
 mod lookup;
 mod revocation;
 mod service;
+mod signature;
 mod verify;
 
 pub mod dev;

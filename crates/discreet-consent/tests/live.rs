@@ -494,3 +494,77 @@ async fn caller_service_names_service_accounts() {
         ConsentError::Malformed
     );
 }
+
+/// A service-account token signed by `k`, for `shop/recommender`, expiring at `exp`.
+fn caller_token(k: &TestKey, exp: u64) -> String {
+    let payload = serde_json::json!({"iss": "https://kubernetes.default.svc", "aud": ["discreet"],
+        "exp": exp, "iat": now(), "sub": "system:serviceaccount:shop:recommender"});
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some(k.kid.clone());
+    jsonwebtoken::encode(
+        &h,
+        &payload,
+        &jsonwebtoken::EncodingKey::from_ec_pem(k.pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Caller verifications are cached (the same projected token comes on every call), but a
+/// cached verification never outlives the token's `exp` nor the signing key's removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_cache_honours_expiry_and_key_removal() {
+    let dir = temp_dir("caller-cache");
+    let k = fresh_key(SigningAlgorithm::ES256, "sa-key");
+    let other = fresh_key(SigningAlgorithm::ES256, "sa-key-2");
+    write_atomic(&dir.join("jwks.json"), &jwks_of(&[&k]));
+    let cfg: discreet_consent::CallerConfig = serde_saphyr::from_str(&format!(
+        "issuer: https://kubernetes.default.svc\naudience: discreet\nleeway: 0s\nkeys:\n  file: {}\n",
+        dir.join("jwks.json").display()
+    ))
+    .unwrap();
+    let service = discreet_consent::CallerService::start(&cfg).await.unwrap();
+
+    // Expiry: accepted twice (the second from the cache), refused once `exp` passes.
+    let short = caller_token(&k, now() + 2);
+    for _ in 0..2 {
+        assert_eq!(
+            &*service.authenticate_name(&short).await.unwrap(),
+            "shop/recommender"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        service.authenticate_name(&short).await.unwrap_err(),
+        ConsentError::Expired
+    );
+
+    // Key removal: a cached token is refused once its key leaves the JWKS.
+    let long = caller_token(&k, now() + 600);
+    service.authenticate_name(&long).await.unwrap();
+    service.authenticate_name(&long).await.unwrap();
+    write_atomic(&dir.join("jwks.json"), &jwks_of(&[&other]));
+    let t0 = Instant::now();
+    loop {
+        match service.authenticate_name(&long).await {
+            Ok(_) => assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the removed key's token is still accepted"
+            ),
+            Err(e) => {
+                assert_eq!(e, ConsentError::UnknownKey);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And stays refused: the stale entry is gone, not merely skipped once.
+    assert_eq!(
+        service.authenticate_name(&long).await.unwrap_err(),
+        ConsentError::UnknownKey
+    );
+    let fresh = caller_token(&other, now() + 600);
+    assert_eq!(
+        &*service.authenticate_name(&fresh).await.unwrap(),
+        "shop/recommender"
+    );
+}

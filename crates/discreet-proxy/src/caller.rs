@@ -33,17 +33,16 @@ impl CallerAuth {
             CallerAuth::Static(name) => Ok(Arc::clone(name)),
             CallerAuth::ServiceAccount(service) => {
                 let token = bearer_token(headers)?;
-                let identity = service
-                    .authenticate(token)
+                service
+                    .authenticate_name(token)
                     .await
-                    .map_err(CallError::Caller)?;
-                Ok(Arc::from(identity.name))
+                    .map_err(CallError::Caller)
             }
         }
     }
 }
 
-fn bearer_token(headers: &HeaderMap) -> Result<&str, CallError> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, CallError> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(CallError::NoCallerToken);

@@ -24,6 +24,10 @@ mod body;
 mod caller;
 mod enforce;
 mod frame;
+/// Parsers of untrusted input for the fuzz target (`fuzz/`); only with `--features fuzzing`.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod grants;
 mod local;

@@ -145,8 +145,11 @@ impl PolicyState {
         // Watch the directory, not the file: an atomic replace gives the path a new inode.
         let watcher = self.path.parent().and_then(|dir| {
             use notify::Watcher;
-            let mut w = notify::recommended_watcher(move |_event| {
-                let _ = tx.try_send(());
+            let mut w = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Not on our own reads of the file (see `changes_content`).
+                if event.is_ok_and(|e| discreet_consent::source::changes_content(&e)) {
+                    let _ = tx.try_send(());
+                }
             })
             .ok()?;
             w.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;

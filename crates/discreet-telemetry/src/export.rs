@@ -1,5 +1,5 @@
-//! The export pipeline: a bounded queue of finished access spans and one task that sends
-//! them, batched, to the collector with `opentelemetry-otlp`.
+//! The export pipeline: a bounded queue of finished access spans (already encoded as OTLP
+//! bytes, see `otlp.rs`) and one task that sends them, batched, to the collector.
 //!
 //! The queue is ours rather than the SDK's batch processor because strict mode needs to
 //! know, *before* a call releases data, that its span has a place: a call reserves a
@@ -9,19 +9,18 @@
 //! mode serves them and counts the spans it could not queue.
 use std::{sync::Arc, time::Duration};
 
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-use opentelemetry_sdk::{
-    Resource,
-    trace::{SpanData, SpanExporter},
-};
 use tokio::sync::mpsc;
 
 use crate::{
+    collector::CollectorClient,
     metrics::AuditCounters,
+    otlp::ExportPrefix,
     record::{AccessRecord, SubjectEvent},
     span,
 };
+
+/// One encoded OTLP `Span`.
+type EncodedSpan = Vec<u8>;
 
 /// What happens when an access cannot be queued for export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +61,8 @@ pub struct ExportSettings {
 /// The queue's sending side, shared by all calls.
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
-    tx: mpsc::Sender<SpanData>,
+    tx: mpsc::Sender<EncodedSpan>,
     mode: AuditMode,
-    scope: InstrumentationScope,
     counters: Arc<AuditCounters>,
     capacity: usize,
 }
@@ -78,7 +76,7 @@ pub struct AuditUnavailable;
 /// always has one; relaxed mode has one when the queue had room).
 #[derive(Debug)]
 pub struct AuditSlot {
-    permit: Option<mpsc::OwnedPermit<SpanData>>,
+    permit: Option<mpsc::OwnedPermit<EncodedSpan>>,
     trail: AuditTrail,
 }
 
@@ -89,29 +87,22 @@ impl AuditTrail {
         settings: &ExportSettings,
         counters: Arc<AuditCounters>,
     ) -> Result<(AuditTrail, tokio::task::JoinHandle<()>), String> {
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(settings.endpoint.clone())
-            .with_timeout(settings.export_timeout)
-            // Retries are ours (below): the exporter's own would hold the task inside
-            // one export while the queue fills behind it.
-            .with_retry_policy(opentelemetry_otlp::RetryPolicy::default().with_max_retries(0))
-            .build()
-            .map_err(|e| format!("audit exporter for {}: {e}", settings.endpoint))?;
-        exporter.set_resource(
-            &Resource::builder_empty()
-                .with_attributes([
-                    KeyValue::new("service.name", settings.service_name.clone()),
-                    KeyValue::new("service.instance.id", settings.service_instance.clone()),
-                    KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-                ])
-                .build(),
+        let client = CollectorClient::new(&settings.endpoint, settings.export_timeout)?;
+        let prefix = ExportPrefix::new(
+            &[
+                ("service.name", &settings.service_name),
+                ("service.instance.id", &settings.service_instance),
+                ("service.version", env!("CARGO_PKG_VERSION")),
+            ],
+            span::SCOPE.0,
+            span::SCOPE.1,
         );
         let capacity = settings.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         counters.set_mode(settings.mode);
         let task = tokio::spawn(run_export(
-            exporter,
+            client,
+            prefix,
             rx,
             settings.max_batch.max(1),
             Arc::clone(&counters),
@@ -119,7 +110,6 @@ impl AuditTrail {
         let trail = AuditTrail {
             tx,
             mode: settings.mode,
-            scope: span::scope(),
             counters,
             capacity,
         };
@@ -166,7 +156,7 @@ impl AuditTrail {
         }
     }
 
-    fn send_unreserved(&self, span: SpanData) {
+    fn send_unreserved(&self, span: EncodedSpan) {
         if self.tx.try_send(span).is_err() {
             self.counters.dropped.inc();
         }
@@ -180,7 +170,7 @@ impl AuditTrail {
         span_id: [u8; 8],
         events: &[SubjectEvent],
     ) -> Result<(), AuditUnavailable> {
-        let span = span::subjects_span(record, span_id, events, &self.scope);
+        let span = span::subjects_span(record, span_id, events);
         match self.tx.try_send(span) {
             Ok(()) => Ok(()),
             Err(_) if self.mode == AuditMode::Relaxed => {
@@ -198,7 +188,7 @@ impl AuditTrail {
 impl AuditSlot {
     /// Queues the finished call's span.
     pub fn record(self, record: &AccessRecord) {
-        let span = span::access_span(record, &self.trail.scope);
+        let span = span::access_span(record);
         match self.permit {
             Some(permit) => {
                 permit.send(span);
@@ -208,41 +198,108 @@ impl AuditSlot {
     }
 }
 
-/// The export task: takes what is queued (up to `max_batch`), exports it, and on failure
-/// retries the same batch with backoff (100 ms doubling to 5 s) before taking more.
+/// The export task: takes what is queued (up to `max_batch`), exports it in requests of
+/// at most [`MAX_REQUEST_BYTES`], and retries a failed request with backoff before taking
+/// more.
 async fn run_export(
-    exporter: opentelemetry_otlp::SpanExporter,
-    mut rx: mpsc::Receiver<SpanData>,
+    mut client: CollectorClient,
+    prefix: ExportPrefix,
+    mut rx: mpsc::Receiver<EncodedSpan>,
     max_batch: usize,
     counters: Arc<AuditCounters>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            counters
-                .in_export
-                .set(i64::try_from(batch.len()).unwrap_or(i64::MAX));
-            match exporter.export(batch.clone()).await {
-                Ok(()) => {
-                    counters.exported.inc_by(batch.len() as u64);
-                    break;
+        let mut rest = &batch[..];
+        while !rest.is_empty() {
+            let n = fitting(rest, MAX_REQUEST_BYTES);
+            export_with_retry(&mut client, prefix.request(&rest[..n]), n as u64, &counters).await;
+            rest = &rest[n..];
+        }
+        batch.clear();
+    }
+}
+
+/// Largest export request, in span bytes. Collectors refuse bigger gRPC messages (the
+/// OpenTelemetry Collector's OTLP receiver accepts 4 MiB by default), and a refused batch
+/// would be retried forever: 512 spans of long streams, a thousand subject events each,
+/// are tens of megabytes.
+const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+
+/// How many of `spans` go in the next request: as many as fit in `limit` bytes, and at
+/// least one.
+fn fitting(spans: &[EncodedSpan], limit: usize) -> usize {
+    let mut total = 0usize;
+    spans
+        .iter()
+        .take_while(|s| {
+            total += s.len() + 8;
+            total <= limit
+        })
+        .count()
+        .max(1)
+}
+
+/// Sends one request until the collector takes it (backoff 100 ms doubling to 5 s).
+async fn export_with_retry(
+    client: &mut CollectorClient,
+    request: Vec<u8>,
+    spans: u64,
+    counters: &AuditCounters,
+) {
+    // Shared, not copied, by each attempt.
+    let request = bytes::Bytes::from(request);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        counters
+            .in_export
+            .set(i64::try_from(spans).unwrap_or(i64::MAX));
+        match client.export(request.clone()).await {
+            Ok(accepted) => {
+                counters.exported.inc_by(spans);
+                if accepted.rejected_spans > 0 {
+                    // The collector has them and will not keep them: retrying the
+                    // same bytes would be refused again. Said loudly instead.
+                    tracing::error!(
+                        rejected = accepted.rejected_spans,
+                        "the collector refused access spans: {}",
+                        accepted.message
+                    );
                 }
-                Err(e) => {
-                    let failures = counters.export_failures.inc();
-                    // Logged on the first failure and then every 50th, not per retry.
-                    if failures.is_multiple_of(50) {
-                        tracing::warn!(
-                            spans = batch.len(),
-                            "audit export failed ({e}); retrying, spans stay queued"
-                        );
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                break;
+            }
+            Err(e) => {
+                let failures = counters.export_failures.inc();
+                // Logged on the first failure and then every 50th, not per retry.
+                if failures.is_multiple_of(50) {
+                    tracing::warn!(
+                        spans,
+                        "audit export failed ({}); retrying, spans stay queued",
+                        e.message()
+                    );
                 }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
-        counters.in_export.set(0);
-        batch.clear();
+    }
+    counters.in_export.set(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitting;
+
+    #[test]
+    fn requests_are_cut_by_size_but_always_carry_a_span() {
+        let spans = vec![vec![0u8; 100]; 10];
+        assert_eq!(fitting(&spans, 10_000), 10);
+        assert_eq!(fitting(&spans, 350), 3);
+        assert_eq!(
+            fitting(&spans, 50),
+            1,
+            "a span bigger than the limit still goes"
+        );
+        assert_eq!(fitting(&spans[9..], 10_000), 1);
     }
 }

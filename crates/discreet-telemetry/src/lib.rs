@@ -13,9 +13,13 @@ mod record;
 mod trace_context;
 
 #[cfg(feature = "export")]
+mod collector;
+#[cfg(feature = "export")]
 mod export;
 #[cfg(feature = "export")]
 pub mod metrics;
+#[cfg(feature = "export")]
+mod otlp;
 #[cfg(feature = "export")]
 pub mod receiver;
 #[cfg(feature = "export")]

@@ -20,7 +20,6 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// What the receiver has been sent.
 #[derive(Debug, Default, Clone)]
@@ -72,9 +71,13 @@ impl OtlpReceiver {
         let task = tokio::spawn(async move {
             let serving = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stop_rx.await;
-                });
+                .serve_with_incoming_shutdown(
+                    // No Nagle delay on export responses, as a collector answers.
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                );
             if let Err(e) = serving.await {
                 tracing::warn!("OTLP receiver stopped: {e}");
             }

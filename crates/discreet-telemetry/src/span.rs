@@ -1,35 +1,42 @@
-//! An [`AccessRecord`] as an OpenTelemetry span, ready for the OTLP exporter. Built
-//! straight as `SpanData` rather than through a tracer: an access span must not depend
-//! on a sampler, and the exporter's queue is ours (see `export.rs`).
-use std::{borrow::Cow, sync::Arc};
-
-use opentelemetry::{
-    InstrumentationScope, KeyValue, StringValue, Value,
-    trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
-};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+//! An [`AccessRecord`] as the bytes of an OTLP span, encoded on the call that made it
+//! (see `otlp.rs`). Built directly rather than through a tracer: an access span must not
+//! depend on a sampler, and the export queue is ours (see `export.rs`).
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::{
     attr,
+    otlp::{
+        FLAGS_HAS_IS_REMOTE, FLAGS_IS_REMOTE, FLAGS_SAMPLED, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER,
+        STATUS_CODE_ERROR, Writer,
+    },
     record::{AccessRecord, SubjectEvent},
 };
 
-/// The instrumentation scope of every access span.
-pub(crate) fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder("discreet.audit")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build()
-}
+/// `Span.attributes`, `Event.attributes`.
+const SPAN_ATTRIBUTES: u32 = 9;
+const EVENT_ATTRIBUTES: u32 = 3;
 
-/// The access span of `record`.
+/// The instrumentation scope of every access span: name and version.
+pub(crate) const SCOPE: (&str, &str) = ("discreet.audit", env!("CARGO_PKG_VERSION"));
+
+/// The access span of `record`, as an encoded OTLP `Span`.
 #[must_use]
-pub fn access_span(record: &AccessRecord, scope: &InstrumentationScope) -> SpanData {
-    let mut attributes = call_attributes(record);
+pub fn access_span(record: &AccessRecord) -> Vec<u8> {
+    let mut w = Writer::with_capacity(1024 + record.events.len() * 128);
+    span_head(
+        &mut w,
+        record,
+        attr::ACCESS_SPAN,
+        record.trace.span_id,
+        record.trace.parent_span_id,
+    );
+    call_attributes(&mut w, record);
+    let a = SPAN_ATTRIBUTES;
     if let Some(subject) = &record.subject {
-        attributes.push(KeyValue::new(attr::SUBJECT, subject.clone()));
+        w.attr_str(a, attr::SUBJECT, subject);
     }
     if !record.token_ids.is_empty() {
-        attributes.push(list(attr::CONSENT_TOKEN_IDS, &record.token_ids));
+        w.attr_strs(a, attr::CONSENT_TOKEN_IDS, &record.token_ids);
     }
     for (key, values) in [
         (attr::FIELDS_RELEASED, &record.fields_released),
@@ -39,50 +46,44 @@ pub fn access_span(record: &AccessRecord, scope: &InstrumentationScope) -> SpanD
         (attr::CATEGORIES_WITHHELD, &record.categories_withheld),
     ] {
         if !values.is_empty() {
-            attributes.push(list(key, values));
+            w.attr_strs(a, key, values);
         }
     }
-    attributes.extend([
-        int(attr::RECORDS_TOTAL, record.records_total),
-        int(attr::RECORDS_RELEASED, record.records_released),
-        int(attr::RECORDS_WITHHELD, record.records_withheld),
-    ]);
+    w.attr_int(a, attr::RECORDS_TOTAL, int(record.records_total));
+    w.attr_int(a, attr::RECORDS_RELEASED, int(record.records_released));
+    w.attr_int(a, attr::RECORDS_WITHHELD, int(record.records_withheld));
     if record.continued_events > 0 {
-        attributes.push(int(attr::SUBJECT_EVENTS_CONTINUED, record.continued_events));
+        w.attr_int(
+            a,
+            attr::SUBJECT_EVENTS_CONTINUED,
+            int(record.continued_events),
+        );
     }
     if let Some(shadow) = &record.shadow {
-        attributes.push(KeyValue::new(
-            attr::SHADOW_POLICY_VERSION,
-            StringValue::from(Arc::clone(&shadow.policy_version)),
-        ));
-        attributes.push(KeyValue::new(attr::SHADOW_DECISION, shadow.decision));
-        attributes.push(KeyValue::new(
+        w.attr_str(a, attr::SHADOW_POLICY_VERSION, &shadow.policy_version);
+        w.attr_str(a, attr::SHADOW_DECISION, shadow.decision);
+        w.attr_bool(
+            a,
             attr::SHADOW_DIFFERS,
             shadow.differs_from(record.decision),
-        ));
+        );
         if !shadow.fields_released.is_empty() {
-            attributes.push(list(attr::SHADOW_FIELDS_RELEASED, &shadow.fields_released));
+            w.attr_strs(a, attr::SHADOW_FIELDS_RELEASED, &shadow.fields_released);
         }
         if !shadow.fields_withheld.is_empty() {
-            attributes.push(list(attr::SHADOW_FIELDS_WITHHELD, &shadow.fields_withheld));
+            w.attr_strs(a, attr::SHADOW_FIELDS_WITHHELD, &shadow.fields_withheld);
         }
     }
-    let status = match &record.denial {
-        Some((_, message)) if record.grpc_status != 0 => Status::Error {
-            description: Cow::Owned(message.clone()),
-        },
-        _ => Status::Unset,
-    };
-    span(
-        record,
-        attr::ACCESS_SPAN,
-        SpanId::from_bytes(record.trace.span_id),
-        record.trace.parent_span_id.map(SpanId::from_bytes),
-        attributes,
-        &record.events,
-        status,
-        scope,
-    )
+    events(&mut w, &record.events);
+    if let Some((_, message)) = &record.denial
+        && record.grpc_status != 0
+    {
+        w.message(15, |status| {
+            status.string(2, message);
+            status.varint(3, STATUS_CODE_ERROR);
+        });
+    }
+    w.buf
 }
 
 /// A continuation span: more subject events of the call, a child of its access span.
@@ -90,138 +91,118 @@ pub fn access_span(record: &AccessRecord, scope: &InstrumentationScope) -> SpanD
 pub fn subjects_span(
     record: &AccessRecord,
     span_id: [u8; 8],
-    events: &[SubjectEvent],
-    scope: &InstrumentationScope,
-) -> SpanData {
-    span(
+    subject_events: &[SubjectEvent],
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(512 + subject_events.len() * 128);
+    span_head(
+        &mut w,
         record,
         attr::SUBJECTS_SPAN,
-        SpanId::from_bytes(span_id),
-        Some(SpanId::from_bytes(record.trace.span_id)),
-        call_attributes(record),
-        events,
-        Status::Unset,
-        scope,
-    )
+        span_id,
+        Some(record.trace.span_id),
+    );
+    call_attributes(&mut w, record);
+    events(&mut w, subject_events);
+    w.buf
+}
+
+/// Ids, name, kind, flags and times: `Span` fields 1 to 8 and 16.
+fn span_head(
+    w: &mut Writer,
+    record: &AccessRecord,
+    name: &'static str,
+    span_id: [u8; 8],
+    parent: Option<[u8; 8]>,
+) {
+    let access = name == attr::ACCESS_SPAN;
+    w.bytes(1, &record.trace.trace_id);
+    w.bytes(2, &span_id);
+    if let Some(parent) = parent {
+        w.bytes(4, &parent);
+    }
+    w.string(5, name);
+    w.varint(
+        6,
+        if access {
+            SPAN_KIND_SERVER
+        } else {
+            SPAN_KIND_INTERNAL
+        },
+    );
+    w.fixed64(7, unix_nanos(record.start));
+    w.fixed64(8, unix_nanos(record.end));
+    // The access span's parent is the caller's span (remote); a continuation's is ours.
+    let remote = access && parent.is_some();
+    w.fixed32(
+        16,
+        FLAGS_SAMPLED | FLAGS_HAS_IS_REMOTE | if remote { FLAGS_IS_REMOTE } else { 0 },
+    );
 }
 
 /// What identifies the call: on the access span and on every continuation.
-fn call_attributes(record: &AccessRecord) -> Vec<KeyValue> {
+fn call_attributes(w: &mut Writer, record: &AccessRecord) {
+    let a = SPAN_ATTRIBUTES;
     let (service, method) = record
         .method
         .trim_start_matches('/')
         .split_once('/')
         .unwrap_or(("", &record.method));
-    let mut a = Vec::with_capacity(32);
-    a.push(KeyValue::new(attr::RPC_SYSTEM, "grpc"));
-    a.push(KeyValue::new(attr::RPC_SERVICE, service.to_owned()));
-    a.push(KeyValue::new(attr::RPC_METHOD, method.to_owned()));
-    a.push(KeyValue::new(
-        attr::RPC_GRPC_STATUS_CODE,
-        i64::from(record.grpc_status),
-    ));
-    a.push(string(attr::METHOD, &record.method));
+    w.attr_str(a, attr::RPC_SYSTEM, "grpc");
+    w.attr_str(a, attr::RPC_SERVICE, service);
+    w.attr_str(a, attr::RPC_METHOD, method);
+    w.attr_int(a, attr::RPC_GRPC_STATUS_CODE, i64::from(record.grpc_status));
+    w.attr_str(a, attr::METHOD, &record.method);
     if !record.method_kind.is_empty() {
-        a.push(KeyValue::new(attr::METHOD_KIND, record.method_kind));
+        w.attr_str(a, attr::METHOD_KIND, record.method_kind);
     }
-    a.push(string(attr::DECISION_ID, &record.decision_id));
-    a.push(KeyValue::new(attr::DECISION, record.decision));
-    a.push(string(attr::AUDIT_KEY_ID, &record.audit_key_id));
+    w.attr_str(a, attr::DECISION_ID, &record.decision_id);
+    w.attr_str(a, attr::DECISION, record.decision);
+    w.attr_str(a, attr::AUDIT_KEY_ID, &record.audit_key_id);
     if let Some(caller) = &record.caller {
-        a.push(string(attr::CALLER, caller));
+        w.attr_str(a, attr::CALLER, caller);
     }
     if let Some(purpose) = &record.purpose {
-        a.push(string(attr::PURPOSE, purpose));
+        w.attr_str(a, attr::PURPOSE, purpose);
     }
     if let Some(basis) = record.legal_basis {
-        a.push(KeyValue::new(attr::LEGAL_BASIS, basis));
+        w.attr_str(a, attr::LEGAL_BASIS, basis);
     }
     if let Some(version) = &record.policy_version {
-        a.push(string(attr::POLICY_VERSION, version));
+        w.attr_str(a, attr::POLICY_VERSION, version);
     }
     if let Some((reason, message)) = &record.denial {
-        a.push(KeyValue::new(attr::DENIAL_REASON, *reason));
-        a.push(KeyValue::new(attr::DENIAL_MESSAGE, message.clone()));
-    }
-    a
-}
-
-#[allow(clippy::too_many_arguments)]
-fn span(
-    record: &AccessRecord,
-    name: &'static str,
-    span_id: SpanId,
-    parent: Option<SpanId>,
-    attributes: Vec<KeyValue>,
-    events: &[SubjectEvent],
-    status: Status,
-    scope: &InstrumentationScope,
-) -> SpanData {
-    SpanData {
-        span_context: SpanContext::new(
-            TraceId::from_bytes(record.trace.trace_id),
-            span_id,
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
-        parent_span_id: parent.unwrap_or(SpanId::INVALID),
-        parent_span_is_remote: name == attr::ACCESS_SPAN && parent.is_some(),
-        span_kind: if name == attr::ACCESS_SPAN {
-            SpanKind::Server
-        } else {
-            SpanKind::Internal
-        },
-        name: Cow::Borrowed(name),
-        start_time: record.start,
-        end_time: record.end,
-        attributes,
-        dropped_attributes_count: 0,
-        events: span_events(events),
-        links: SpanLinks::default(),
-        status,
-        instrumentation_scope: scope.clone(),
+        w.attr_str(a, attr::DENIAL_REASON, reason);
+        w.attr_str(a, attr::DENIAL_MESSAGE, message);
     }
 }
 
-fn span_events(events: &[SubjectEvent]) -> SpanEvents {
-    let mut out = SpanEvents::default();
-    out.events.reserve(events.len());
+/// `Span.events`: one per subject.
+fn events(w: &mut Writer, events: &[SubjectEvent]) {
+    let a = EVENT_ATTRIBUTES;
     for e in events {
-        let mut a = Vec::with_capacity(5);
-        a.push(KeyValue::new(attr::SUBJECT, e.pseudonym.clone()));
-        a.push(KeyValue::new(attr::SUBJECT_OUTCOME, e.outcome));
-        if let Some(reason) = e.reason {
-            a.push(KeyValue::new(attr::SUBJECT_REASON, reason));
-        }
-        if let Some(token) = &e.token_id {
-            a.push(string(attr::CONSENT_TOKEN_ID, token));
-        }
-        if let Some(version) = e.consent_version {
-            a.push(int(attr::CONSENT_VERSION, version));
-        }
-        out.events
-            .push(Event::new(attr::SUBJECT_EVENT, e.time, a, 0));
+        w.message(11, |event| {
+            event.fixed64(1, unix_nanos(e.time));
+            event.string(2, attr::SUBJECT_EVENT);
+            event.attr_str(a, attr::SUBJECT, &e.pseudonym);
+            event.attr_str(a, attr::SUBJECT_OUTCOME, e.outcome);
+            if let Some(reason) = e.reason {
+                event.attr_str(a, attr::SUBJECT_REASON, reason);
+            }
+            if let Some(token) = &e.token_id {
+                event.attr_str(a, attr::CONSENT_TOKEN_ID, token);
+            }
+            if let Some(version) = e.consent_version {
+                event.attr_int(a, attr::CONSENT_VERSION, int(version));
+            }
+        });
     }
-    out
 }
 
-fn string(key: &'static str, value: &Arc<str>) -> KeyValue {
-    KeyValue::new(key, StringValue::from(Arc::clone(value)))
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn int(key: &'static str, value: u64) -> KeyValue {
-    KeyValue::new(key, i64::try_from(value).unwrap_or(i64::MAX))
-}
-
-fn list(key: &'static str, values: &[Arc<str>]) -> KeyValue {
-    KeyValue::new(
-        key,
-        Value::Array(opentelemetry::Array::String(
-            values
-                .iter()
-                .map(|v| StringValue::from(Arc::clone(v)))
-                .collect(),
-        )),
-    )
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }

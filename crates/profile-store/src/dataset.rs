@@ -87,6 +87,111 @@ impl Dataset {
     }
 }
 
+impl Dataset {
+    /// Leak-hunt data (`tests/tests/leak_hunt.rs`): the six personas plus one record,
+    /// `LEAK-subject_id-07`, with every string and bytes field (nested, repeated, map
+    /// keys, the subject id itself, the oneof) replaced by a unique marker
+    /// `LEAK-<field path>-<nn>`, `nn` the record's number (01 to 07).
+    ///
+    /// The personas keep the two fields whose values drive the policy's guards, so each
+    /// still exercises its rule: `jurisdiction` (an ISO code) and
+    /// `demographics.birth_date` (a date, made unique per persona with the same age).
+    /// Record 07 has markers there too, so its age and jurisdiction are unknown.
+    #[must_use]
+    pub fn with_markers() -> Dataset {
+        let mut profiles = BTreeMap::new();
+        let mut records = personas();
+        records.push(personas().swap_remove(4));
+        for (i, mut p) in records.into_iter().enumerate() {
+            let n = i + 1;
+            let birth_date = match n {
+                1 => "2011-05-21".to_owned(),
+                7 => String::new(),
+                n => format!("1984-09-1{n}"),
+            };
+            mark(&mut p, n, &birth_date);
+            if n == 7 {
+                p.jurisdiction = format!("LEAK-jurisdiction-{n:02}");
+            }
+            profiles.insert(p.subject_id.clone(), p);
+        }
+        Dataset { profiles }
+    }
+}
+
+/// Puts a marker in every string and bytes field of `p` but the jurisdiction (see
+/// [`Dataset::with_markers`]); `birth_date` empty means a marker there too.
+fn mark(p: &mut Profile, n: usize, birth_date: &str) {
+    let m = |field: &str| format!("LEAK-{field}-{n:02}");
+    p.subject_id = m("subject_id");
+    p.username = m("username");
+    p.name = Some(PersonName {
+        first: m("name.first"),
+        last: m("name.last"),
+        preferred: m("name.preferred"),
+    });
+    let contact = p.contact.get_or_insert_with(Contact::default);
+    contact.email = m("contact.email");
+    contact.phone = m("contact.phone");
+    contact.address = Some(PostalAddress {
+        street: m("contact.address.street"),
+        city: m("contact.address.city"),
+        region: m("contact.address.region"),
+        postal_code: m("contact.address.postal_code"),
+        country: m("contact.address.country"),
+    });
+    let d = p.demographics.get_or_insert_with(Demographics::default);
+    d.birth_date = if birth_date.is_empty() {
+        m("demographics.birth_date")
+    } else {
+        birth_date.to_owned()
+    };
+    d.language = m("demographics.language");
+    d.ethnicity = m("demographics.ethnicity");
+    d.religion = m("demographics.religion");
+    p.device_ids = (0..2).map(|i| m(&format!("device_ids.{i}"))).collect();
+    p.ip_address = m("ip_address");
+    p.orders = (0..2)
+        .map(|i| Order {
+            order_id: m(&format!("orders.{i}.order_id")),
+            placed_at: at(REFERENCE_NOW - (10 + i) * DAY),
+            total_cents: 1_000 + i,
+            currency: m(&format!("orders.{i}.currency")),
+            skus: (0..2).map(|k| m(&format!("orders.{i}.skus.{k}"))).collect(),
+            status: OrderStatus::Delivered as i32,
+        })
+        .collect();
+    p.marketing_opt_in = (0..2)
+        .map(|i| (m(&format!("marketing_opt_in.key{i}")), i == 0))
+        .collect();
+    p.preferences = Some(Preferences {
+        favourite_category: m("preferences.favourite_category"),
+        declared_interests: (0..2)
+            .map(|i| m(&format!("preferences.declared_interests.{i}")))
+            .collect(),
+        newsletter: true,
+        theme: m("preferences.theme"),
+    });
+    // Each variant of the oneof on some records.
+    p.payment_method = Some(match n % 3 {
+        0 => PaymentMethod::CardLast4(m("card_last4")),
+        1 => PaymentMethod::Iban(m("iban")),
+        _ => PaymentMethod::WalletId(m("wallet_id")),
+    });
+    let inf = p.inferences.get_or_insert_with(Inferences::default);
+    inf.interests = (0..2)
+        .map(|i| m(&format!("inferences.interests.{i}")))
+        .collect();
+    for (i, e) in inf.life_events.iter_mut().enumerate() {
+        e.kind = m(&format!("inferences.life_events.{i}.kind"));
+    }
+    inf.income_band = m("inferences.income_band");
+    p.national_id = m("national_id");
+    p.avatar = m("avatar").into_bytes();
+    p.search_terms = (0..2).map(|i| m(&format!("search_terms.{i}"))).collect();
+    p.household_segment = m("household_segment");
+}
+
 /// A small deterministic generator (SplitMix64): no dependency, same output everywhere.
 struct Draw(u64);
 
@@ -342,6 +447,27 @@ mod tests {
         assert_eq!(
             Dataset::generate_at(3, REFERENCE_NOW).profiles,
             base.profiles
+        );
+    }
+
+    #[test]
+    fn marked_records_hold_markers() {
+        let d = Dataset::with_markers();
+        assert_eq!(d.profiles.len(), 7);
+        for (n, (id, p)) in d.profiles.iter().enumerate() {
+            assert_eq!(id, &format!("LEAK-subject_id-{:02}", n + 1));
+            assert_eq!(
+                p.contact.as_ref().unwrap().email,
+                format!("LEAK-contact.email-{:02}", n + 1)
+            );
+        }
+        assert_eq!(
+            d.profiles["LEAK-subject_id-01"]
+                .demographics
+                .as_ref()
+                .unwrap()
+                .birth_date,
+            "2011-05-21"
         );
     }
 

@@ -11,7 +11,7 @@ use discreet_proto::profile::v1::{
     profile_service_server::{ProfileService, ProfileServiceServer},
 };
 use tokio::{net::TcpListener, sync::mpsc};
-use tokio_stream::{Stream, wrappers::ReceiverStream, wrappers::TcpListenerStream};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use crate::Dataset;
@@ -57,9 +57,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    // TCP_NODELAY, as any gRPC server sets it: without it a response's header, message
+    // and trailer frames wait on Nagle's algorithm and the peer's delayed ACK (~40 ms per
+    // call), which would make every client of the store look slow.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(store.into_service())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 

@@ -48,12 +48,53 @@ impl FileSource {
         };
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|e| changes_content(&e)) {
                     changed.notify_one();
                 }
             })
             .ok()?;
         watcher.watch(&dir, RecursiveMode::NonRecursive).ok()?;
         Some(watcher)
+    }
+}
+
+/// Whether a file-system event can mean new contents: anything but opening, reading or
+/// closing a file unwritten. Those must not wake a reload: the reload reads the file,
+/// which would wake the next reload, a loop that kept a core busy on an idle gateway.
+/// A writer's close does count: it is the moment its last bytes are in.
+pub fn changes_content(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match event.kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
+
+    use super::changes_content;
+
+    #[test]
+    fn reads_do_not_wake_a_reload_but_writes_and_swaps_do() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+        ] {
+            assert!(!changes_content(&Event::new(kind)), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(notify::event::RemoveKind::Any),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(changes_content(&Event::new(kind)), "{kind:?}");
+        }
     }
 }

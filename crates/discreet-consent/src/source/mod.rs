@@ -4,7 +4,7 @@
 mod file;
 mod http;
 
-pub use self::file::FileSource;
+pub use self::file::{FileSource, changes_content};
 pub use self::http::HttpSource;
 
 /// Documents larger than this are refused (a JWKS or revocation list is kilobytes).

@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# The end-to-end load benchmark: the reference store, reached directly, through nginx
+# `grpc_pass` (a proxy that does no policy work) and through Discreet as deployed (policy
+# from config/policy.yaml, strict audit, every access span exported over OTLP/gRPC to a
+# collector on loopback), all driven by h2load over h2c on loopback, in one run.
+#
+#   benches/load/run.sh            the full run: a few minutes
+#   benches/load/run.sh --smoke    tiny counts, to check the rig works (the test suite's)
+#
+# Environment: SCENARIOS (a subset, see below), PERF=1 (profile Discreet's GetProfile saturation run with perf), DURATION (seconds per saturation run, default 10), CLIENTS and STREAMS
+# (h2load -c and -m, default 8 and 16), RATE_SHARE (fixed rate as a share of nginx's
+# saturation, default 0.3), OUT (raw output directory, default target/load/<time>).
+#
+# Prints one table with ratios to nginx and to direct, and writes every tool's raw output,
+# the configurations and results.tsv under OUT. Stops every process it started.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+smoke=false
+[ "${1:-}" = "--smoke" ] && smoke=true
+duration=${DURATION:-10}
+clients=${CLIENTS:-8}
+streams=${STREAMS:-16}
+rate_share=${RATE_SHARE:-0.3}
+out=${OUT:-target/load/$(date +%Y%m%dT%H%M%S)}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$out/work
+mkdir -p "$work"
+
+# --- tools -------------------------------------------------------------------------------
+if ! command -v h2load >/dev/null || ! command -v nginx >/dev/null; then
+  echo "== installing nginx and h2load (Debian: nginx-light, nghttp2-client)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q </dev/null >"$out/apt.log" 2>&1
+  apt-get install -y -q nginx-light nghttp2-client </dev/null >>"$out/apt.log" 2>&1
+fi
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "== building (release)"
+cargo build --release --quiet -p discreet-cli -p profile-store -p discreet-benches \
+  --bin discreet --bin profile-store --bin discreet-load
+bin=$root/target/release
+
+# --- processes ---------------------------------------------------------------------------
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() { # port, process name
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "error: $2 did not listen on 127.0.0.1:$1 (see $out/$2.log)" >&2
+  exit 1
+}
+
+store_port=$(free_port); sink_port=$(free_port); discreet_port=$(free_port)
+metrics_port=$(free_port); nginx_port=$(free_port)
+
+"$bin/discreet-load" sink --listen "127.0.0.1:$sink_port" --count-file "$out/spans.count" \
+  >"$out/sink.log" 2>&1 &
+pids+=($!)
+"$bin/profile-store" --listen "127.0.0.1:$store_port" >"$out/profile-store.log" 2>&1 &
+pids+=($!)
+
+# Discreet with the shipped configuration and policy, its keys made here.
+cp config/discreet.yaml config/policy.yaml "$work/"
+"$bin/discreet" keys dev --dir "$work/keys" 2>>"$out/discreet.log"
+RUST_LOG=warn "$bin/discreet" serve --config "$work/discreet.yaml" \
+  --listen "127.0.0.1:$discreet_port" --upstream "http://127.0.0.1:$store_port" \
+  --audit-endpoint "http://127.0.0.1:$sink_port" --metrics-listen "127.0.0.1:$metrics_port" \
+  >>"$out/discreet.log" 2>&1 &
+discreet_pid=$!
+pids+=($discreet_pid)
+
+# nginx as a platform team would run it in front of a gRPC store: a worker per core,
+# HTTP/2 to callers, pooled keepalive connections to the store, no access log, no
+# per-connection request cap.
+cat >"$work/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $out/nginx.log warn;
+user root;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx-body;
+  proxy_temp_path $work/nginx-proxy;
+  fastcgi_temp_path $work/nginx-fastcgi;
+  uwsgi_temp_path $work/nginx-uwsgi;
+  scgi_temp_path $work/nginx-scgi;
+  # gRPC connections are long-lived: the 1000-request defaults would close each caller
+  # and store connection after 1000 calls (h2load does not reconnect; real callers
+  # would, paying a handshake).
+  upstream store { server 127.0.0.1:$store_port; keepalive 128; keepalive_requests 100000000; }
+  server {
+    listen 127.0.0.1:$nginx_port http2;
+    keepalive_requests 100000000;
+    http2_max_concurrent_streams 256;
+    location / { grpc_pass grpc://store; }
+  }
+}
+EOF
+"$nginx" -p "$work" -c "$work/nginx.conf" -g 'daemon off;' >>"$out/nginx.log" 2>&1 &
+nginx_master=$!
+pids+=($nginx_master)
+
+wait_port "$sink_port" sink
+wait_port "$store_port" profile-store
+wait_port "$discreet_port" discreet
+wait_port "$nginx_port" nginx
+
+"$bin/discreet-load" prepare --keys "$work/keys" --out "$work" --stream-limit 1000
+declare -A port=([direct]=$store_port [nginx]=$nginx_port [discreet]=$discreet_port)
+svc=/profile.v1.ProfileService
+
+# --- measurement helpers -------------------------------------------------------------------
+# The intermediary's processes: Discreet's one, or nginx's master and workers.
+procs_of() {
+  case $1 in
+    discreet) echo "$discreet_pid" ;;
+    nginx) echo "$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')" ;;
+    *) echo "" ;;
+  esac
+}
+cpu_ticks() { # summed utime+stime of the processes
+  local total=0 p
+  for p in $(procs_of "$1"); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+peak_rss_kib() { # summed VmHWM of the processes
+  local total=0 p
+  for p in $(procs_of "$1"); do
+    total=$((total + $(awk '/^VmHWM/ {print $2}' "/proc/$p/status")))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+results=$out/results.tsv
+printf 'scenario\ttarget\trps\tp50_us\tp99_us\tp999_us\tcpu_us_per_req\tpeak_rss_kib\trequests\tfailed\n' >"$results"
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
+
+h2load_args() { # body headers-file
+  local args=(-d "$work/$1" -H 'content-type: application/grpc' -H 'te: trailers')
+  while IFS= read -r line; do [ -n "$line" ] && args+=(-H "$line"); done <"$work/$2"
+  printf '%s\0' "${args[@]}"
+}
+
+# Saturation: fixed concurrency for DURATION seconds (smoke: 200 requests).
+saturate() { # scenario target method body headers
+  local scenario=$1 target=$2 method=$3 raw="$out/$1.$2.h2load.txt"
+  local -a args
+  mapfile -d '' args < <(h2load_args "$4" "$5")
+  local before after perf_pid=
+  # PERF=1: sample Discreet's stacks during its GetProfile saturation run (perf record;
+  # `perf report -i OUT/discreet.perf.data` or a flame graph from `perf script`).
+  if [ "${PERF:-0}" = 1 ] && [ "$target" = discreet ] && [ "$scenario" = get-saturation ]; then
+    perf record -F 999 -g -p "$discreet_pid" -o "$out/discreet.perf.data" >"$out/perf.log" 2>&1 &
+    perf_pid=$!
+  fi
+  before=$(cpu_ticks "$target")
+  if $smoke; then
+    h2load -n 200 -c 2 -m 4 "${args[@]}" "http://127.0.0.1:${port[$target]}$svc/$method" >"$raw"
+  else
+    # Warm-up first, outside the CPU and request counts: connections, caches, allocator.
+    h2load -n 2000 -c "$clients" -m "$streams" "${args[@]}" \
+      "http://127.0.0.1:${port[$target]}$svc/$method" >"$out/$1.$2.warm-up.txt"
+    before=$(cpu_ticks "$target")
+    h2load -D "$duration" -c "$clients" -m "$streams" "${args[@]}" \
+      "http://127.0.0.1:${port[$target]}$svc/$method" >"$raw"
+  fi
+  after=$(cpu_ticks "$target")
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  local rps done failed
+  rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$raw")
+  done=$(awk '/^requests:/ {print $8}' "$raw")
+  failed=$(awk '/^requests:/ {print $12 + $14 + $16}' "$raw")
+  local cpu=- rss=-
+  if [ "$target" != direct ] && [ "${done:-0}" -gt 0 ]; then
+    cpu=$(( (after - before) * 1000000 / hz / done ))
+    rss=$(peak_rss_kib "$target")
+  fi
+  record "$scenario" "$target" "$rps" - - - "$cpu" "$rss" "$done" "$failed"
+  echo "   $scenario via $target: $rps req/s ($done done, $failed failed)"
+}
+
+# Fixed rate: RATE req/s spread over the clients, one stream each; per-request latency
+# from h2load's log.
+fixed_rate() { # scenario target method body headers rate
+  local scenario=$1 target=$2 method=$3 raw="$out/$1.$2.h2load.txt" log="$out/$1.$2.requests.tsv"
+  local -a args
+  mapfile -d '' args < <(h2load_args "$4" "$5")
+  local per_client=$(( ($6 + clients - 1) / clients ))
+  local n=$(( per_client * clients * duration ))
+  $smoke && n=$((clients * 20))
+  h2load -n "$n" -c "$clients" -m 1 --rps "$per_client" --log-file "$log" "${args[@]}" \
+    "http://127.0.0.1:${port[$target]}$svc/$method" >"$raw"
+  local p50 p99 p999
+  read -r p50 p99 p999 < <(cut -f3 "$log" | sort -n | awk '{v[NR]=$1}
+    END {n=NR; i50=int(n*0.5+0.999); i99=int(n*0.99+0.999); i999=int(n*0.999+0.999);
+         print v[i50], v[i99], v[i999]}')
+  local done failed
+  done=$(awk '/^requests:/ {print $8}' "$raw")
+  failed=$(awk '/^requests:/ {print $12 + $14 + $16}' "$raw")
+  record "$scenario" "$target" "$6" "$p50" "$p99" "$p999" - - "$done" "$failed"
+  echo "   $scenario via $target at $6 req/s: p50 ${p50}us p99 ${p99}us p99.9 ${p999}us"
+}
+
+# discreet-load drive: checks grpc-status of every call (h2load reads HTTP status only).
+drive() { # scenario method body headers [--fresh-consent keys]
+  local scenario=$1 method=$2 body=$3 headers=$4 raw="$out/$1.discreet.drive.txt"
+  shift 4
+  local n=$(( ${DRIVE_REQUESTS:-20000} ))
+  $smoke && n=200
+  local before after
+  before=$(cpu_ticks discreet)
+  "$bin/discreet-load" drive --target "127.0.0.1:$discreet_port" --method "$svc/$method" \
+    --body "$work/$body" --headers "$work/$headers" --requests "$n" \
+    --connections "$clients" --streams "$streams" "$@" >"$raw"
+  after=$(cpu_ticks discreet)
+  local line rps ok failed
+  line=$(cat "$raw")
+  rps=$(sed -E 's/.* rps=([0-9]+).*/\1/' <<<"$line")
+  ok=$(sed -E 's/.* ok=([0-9]+).*/\1/' <<<"$line")
+  failed=$(sed -E 's/.* failed=([0-9]+).*/\1/' <<<"$line")
+  record "$scenario" discreet "$rps" - - - $(( (after - before) * 1000000 / hz / n )) \
+    "$(peak_rss_kib discreet)" "$ok" "$failed"
+  echo "   $scenario via discreet (discreet-load): $rps req/s, $ok ok, $failed failed"
+  if [ "$failed" != 0 ]; then
+    echo "error: $scenario: calls failed: $line" >&2
+    exit 1
+  fi
+}
+
+# --- the run -------------------------------------------------------------------------------
+# SCENARIOS picks a subset (GetProfile saturation always runs: the other figures are
+# relative to it): any of fixed tokens batch stream. Default: all.
+scenarios=" ${SCENARIOS:-fixed tokens batch stream} "
+want() { [[ "$scenarios" == *" $1 "* ]]; }
+echo "== checking every scenario's calls succeed through Discreet (grpc-status 0)"
+for s in "GetProfile get.bin headers-consented.txt" \
+         "BatchGetProfiles batch100.bin headers-legitimate.txt" \
+         "StreamProfiles stream.bin headers-legitimate.txt"; do
+  read -r method body headers <<<"$s"
+  "$bin/discreet-load" drive --target "127.0.0.1:$discreet_port" --method "$svc/$method" \
+    --body "$work/$body" --headers "$work/$headers" --requests 20 --connections 1 \
+    --streams 2 | tee "$out/check.$method.txt" | grep -q ' failed=0 ' \
+    || { echo "error: $method through Discreet failed: $(cat "$out/check.$method.txt")" >&2; exit 1; }
+done
+
+echo "== GetProfile at saturation (h2load -c $clients -m $streams, ${duration}s)"
+for t in direct nginx discreet; do
+  saturate get-saturation "$t" GetProfile get.bin headers-consented.txt
+done
+discreet_rss_get=$(peak_rss_kib discreet)
+
+nginx_rps=$(awk -F'\t' '$1=="get-saturation" && $2=="nginx" {print int($3)}' "$results")
+rate=$(python3 -c "print(max(100, int($nginx_rps * $rate_share) // 100 * 100))")
+$smoke && rate=100
+if want fixed; then
+echo "== GetProfile at a fixed $rate req/s (${rate_share} of nginx's saturation)"
+for t in direct nginx discreet; do
+  fixed_rate get-fixed-rate "$t" GetProfile get.bin headers-consented.txt "$rate"
+done
+fi
+
+if want tokens; then
+echo "== consent verification: the same token on every call vs a new one on every call"
+drive get-cached-token GetProfile get.bin headers-consented.txt
+drive get-new-token GetProfile get.bin headers-consented.txt --fresh-consent "$work/keys"
+fi
+
+if want batch; then
+echo "== BatchGetProfiles of 100 at saturation"
+for t in direct nginx discreet; do
+  saturate batch100-saturation "$t" BatchGetProfiles batch100.bin headers-legitimate.txt
+done
+fi
+
+if want stream; then
+echo "== StreamProfiles of 1000 profiles at saturation"
+for t in direct nginx discreet; do
+  saturate stream1000-saturation "$t" StreamProfiles stream.bin headers-legitimate.txt
+done
+fi
+
+# Every call Discreet served left exactly one span at the collector (strict mode).
+sleep 1.5
+curl_metrics() { python3 - "$metrics_port" <<'PY'
+import sys, urllib.request
+print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode())
+PY
+}
+curl_metrics >"$out/discreet.metrics.txt"
+calls=$(awk '/^discreet_calls_total/ {s += $NF} END {print s + 0}' "$out/discreet.metrics.txt")
+# Denied calls, not counting those h2load itself reset when a timed run ended.
+read -r spans denied <"$out/spans.count"
+
+echo
+python3 "$root/benches/load/table.py" "$results" "$discreet_rss_get" "$calls" "$spans" "$denied" \
+  | tee "$out/table.md"
+echo
+echo "raw output: $out"
+if [ "$spans" -lt "$calls" ] || [ "$denied" != 0 ]; then
+  echo "error: $calls calls, $spans spans exported, $denied refused" >&2
+  exit 1
+fi
