@@ -74,6 +74,11 @@ impl AccessLog {
         Ok(())
     }
 
+    /// The decision recorded so far (final once the log is finished).
+    pub(crate) fn decision(&self) -> &'static str {
+        self.record.decision
+    }
+
     pub(crate) fn trace(&self) -> &TraceContext {
         &self.record.trace
     }

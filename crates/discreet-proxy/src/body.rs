@@ -67,7 +67,11 @@ impl RewriteBody {
         self.enforcer.access.finish_err(error);
         let mut trailers = error.trailers();
         trailers.insert(metadata::DECISION_ID, self.decision_id.clone());
-        trailers.insert(metadata::DECISION, HeaderValue::from_static("denied"));
+        // `partial` when records went out before the failure, as the access span says.
+        trailers.insert(
+            metadata::DECISION,
+            HeaderValue::from_static(self.enforcer.access.decision()),
+        );
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 
