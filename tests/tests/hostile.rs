@@ -295,30 +295,11 @@ impl Answer {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn note_headers(answer: &mut Answer, headers: &HeaderMap) {
     for (k, v) in headers {
         let v = String::from_utf8_lossy(v.as_bytes());
         let v = if k == "grpc-message" {
-            percent_decode(&v)
+            common::percent_decode(&v)
         } else {
             v.into_owned()
         };

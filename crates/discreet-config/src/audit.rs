@@ -14,7 +14,8 @@ use crate::ConfigError;
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// The OpenTelemetry Collector's OTLP/gRPC endpoint, `http://host:port` (usually
-    /// `http://127.0.0.1:4317` for a collector agent on the node or in the pod).
+    /// `http://127.0.0.1:4317` for a collector agent on the node or in the pod). Cleartext
+    /// only: `https://` is refused (no TLS in the exporter; a mesh may add it).
     /// Required: a gateway without an audit trail is not a privacy gateway.
     pub endpoint: String,
     /// `strict` (default): a call whose access span cannot be queued for export is refused
@@ -95,9 +96,17 @@ impl AuditConfig {
         let refuse =
             |field: &str, message: String| Err(ConfigError::invalid(&["audit", field], message));
         let endpoint = self.endpoint.as_str();
-        let rest = endpoint
-            .strip_prefix("http://")
-            .or_else(|| endpoint.strip_prefix("https://"));
+        // The exporter speaks OTLP/gRPC over cleartext HTTP/2 only. An https endpoint would
+        // fail every export (and, in strict mode, every call) at run time; say so at load.
+        if endpoint.starts_with("https://") {
+            return refuse(
+                "endpoint",
+                format!(
+                    "`{endpoint}`: TLS to the collector is not supported; use http:// to a collector on the node or in the pod, or let the service mesh encrypt the connection"
+                ),
+            );
+        }
+        let rest = endpoint.strip_prefix("http://");
         if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
             return refuse(
                 "endpoint",

@@ -348,6 +348,13 @@ fn audit_endpoint_without_scheme() {
 }
 
 #[test]
+fn audit_endpoint_https_is_refused_not_failed_at_run_time() {
+    refused("audit.endpoint", |c| {
+        c.audit.endpoint = "https://collector.example:4317".into()
+    });
+}
+
+#[test]
 fn audit_endpoint_empty_host() {
     refused("audit.endpoint", |c| c.audit.endpoint = "http://".into());
 }

@@ -3,14 +3,12 @@
 //! with the `fuzzing` feature; not an API.
 //!
 //! Everything here calls the code the request path runs (`frame.rs`, `metadata.rs`,
-//! `caller.rs`, `body.rs`, `route.rs`, `discreet-redact`'s extractors); only
-//! [`filter_batch`] restates `service.rs` `Core::admit_subjects`' batch loop, without the
-//! access log, so that the fuzzer can check what the store would receive.
+//! `caller.rs`, `body.rs`, `route.rs`, `batch.rs`, `discreet-redact`'s extractors).
 use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
 
 use bytes::Bytes;
 use discreet_config::{Limits, MethodKind};
-use discreet_redact::{extract_strings, fields, last_string};
+use discreet_redact::{extract_strings, last_string};
 use discreet_schema::Schema;
 use http::HeaderMap;
 
@@ -143,24 +141,11 @@ pub fn request_subjects<'a>(method: &str, message: &'a [u8]) -> Result<Subjects<
 }
 
 /// A batch request without the subjects `allows` refuses, and how many were taken out:
-/// what `Core::admit_subjects` forwards to the store.
+/// what `Core::admit_subjects` forwards to the store (the same function).
 pub fn filter_batch(
     message: &[u8],
     number: u32,
     allows: impl Fn(&str) -> bool,
 ) -> Result<(Vec<u8>, u64), String> {
-    let mut kept = Vec::with_capacity(message.len());
-    let mut withheld = 0u64;
-    for f in fields(message) {
-        let f = f.map_err(|e| e.to_string())?;
-        if f.number == number && f.length_delimited {
-            let subject = std::str::from_utf8(f.payload).unwrap_or("");
-            if !allows(subject) {
-                withheld += 1;
-                continue;
-            }
-        }
-        kept.extend_from_slice(f.raw);
-    }
-    Ok((kept, withheld))
+    crate::batch::filter_batch(message, number, |e| e.to_string(), |s| Ok(allows(s)))
 }

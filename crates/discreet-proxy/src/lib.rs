@@ -20,6 +20,7 @@
 
 mod access;
 mod admin;
+mod batch;
 mod body;
 mod caller;
 mod enforce;

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use discreet_config::Limits;
 use discreet_consent::ConsentService;
 use discreet_policy::LegalBasis;
-use discreet_redact::{extract_strings, fields, last_string};
+use discreet_redact::{extract_strings, last_string};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -316,20 +316,14 @@ impl Core {
             return Ok((message, 0));
         }
         let number = field.path.first().copied().unwrap_or(0);
-        let mut kept = Vec::with_capacity(message.len());
-        let mut withheld = 0u64;
-        for f in fields(&message) {
-            let f = f.map_err(CallError::RequestMessage)?;
-            if f.number == number && f.length_delimited {
-                let subject = std::str::from_utf8(f.payload).unwrap_or("");
-                if !grants.allows(subject, purpose) {
-                    withheld += 1;
-                    access.subject(subject, outcome::WITHHELD, Some(reason::NO_CONSENT), grants)?;
-                    continue;
+        let (kept, withheld) =
+            crate::batch::filter_batch(&message, number, CallError::RequestMessage, |subject| {
+                if grants.allows(subject, purpose) {
+                    return Ok(true);
                 }
-            }
-            kept.extend_from_slice(f.raw);
-        }
+                access.subject(subject, outcome::WITHHELD, Some(reason::NO_CONSENT), grants)?;
+                Ok(false)
+            })?;
         if let Some(tally) = access.shadow().as_mut() {
             tally.withheld_before(withheld);
         }

@@ -124,11 +124,14 @@ fuzz_target!(|data: &[u8]| {
             "ns/caller"
         }
         Err(e) => {
-            // A refusal never quotes the token.
+            // A refusal never quotes the token. The refusal texts are fixed and have
+            // no '.', so a value with a '.' can only appear in one by being quoted;
+            // a value that merely equals part of a fixed text is not a leak.
             if let Some(v) = headers.get("authorization")
-                && v.len() >= 8
+                && let Ok(v) = v.to_str()
+                && v.contains('.')
             {
-                assert!(!e.contains(v.to_str().unwrap_or("\u{0}")), "{e}");
+                assert!(!e.contains(v), "{e}");
             }
             "ns/other"
         }
