@@ -28,7 +28,7 @@ mod validate;
 
 pub use audit::{AuditConfig, AuditModeConfig, MetricsConfig};
 pub use error::ConfigError;
-pub use limits::Limits;
+pub use limits::{AdaptiveConcurrency, Limits};
 pub use model::{
     GatewayConfig, IdentityConfig, MethodKind, PolicyConfig, PseudonymConfig, SchemaConfig,
     TlsConfig,

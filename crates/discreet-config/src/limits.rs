@@ -13,9 +13,12 @@ pub struct Limits {
     /// are refused rather than buffered, since every message is decoded in memory to be
     /// rewritten. Default 4 MiB (4194304), gRPC's usual limit. Accepted: 1 KiB to 64 MiB.
     pub max_message_bytes: usize,
-    /// Calls in flight at once; calls beyond this are refused `RESOURCE_EXHAUSTED` at once
-    /// instead of queueing, so overload shows up to callers immediately. Default 512.
+    /// Calls in flight at once, at most; calls beyond it are refused `RESOURCE_EXHAUSTED` at
+    /// once instead of queueing, so overload shows up to callers immediately. With `adaptive_concurrency` (the default) the limit in force moves
+    /// below this ceiling. Default 512.
     pub max_concurrent_calls: usize,
+    /// How the concurrency limit follows load (see [`AdaptiveConcurrency`]).
+    pub adaptive_concurrency: AdaptiveConcurrency,
     /// Deadline applied when the caller sends no `grpc-timeout`, so no call waits forever
     /// on the store. For a server stream it bounds each wait for the store's next message
     /// instead, so a long stream that keeps moving is not cut. Default `10s`.
@@ -50,6 +53,7 @@ impl Default for Limits {
         Limits {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_calls: 512,
+            adaptive_concurrency: AdaptiveConcurrency::default(),
             default_timeout: Duration::from_secs(10),
             max_timeout: Duration::from_secs(60),
             max_batch_subjects: 1000,
@@ -58,6 +62,47 @@ impl Default for Limits {
             max_concurrent_streams: 256,
             plan_cache_entries: 4096,
             shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The adaptive concurrency limit (Envoy's gradient controller): the gateway measures the
+/// latency of unary calls with few in flight (its no-load latency), then keeps as many
+/// calls in flight as it can while their latency stays within `latency_buffer_percent` of
+/// that. A call over the limit waits at most one no-load call's time for a place (to absorb
+/// bursts), then is refused `RESOURCE_EXHAUSTED`. Calls waiting for their caller's request
+/// message, and server streams once their response has begun, count only against
+/// `max_concurrent_calls`: their time is set by the caller or the stream, not by load. Under a spike, admitted calls keep
+/// their latency and the excess is shed fast, instead of every call queueing behind
+/// `max_concurrent_calls` others.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveConcurrency {
+    /// On (default): the limit adapts, between `min_calls` and
+    /// `limits.max_concurrent_calls`. Off: `max_concurrent_calls` is the limit.
+    pub enabled: bool,
+    /// The lowest limit, and the limit while the no-load latency is measured (at start and
+    /// every `probe_interval`, for 25 calls); capped at `max_concurrent_calls`. Default 3 (as
+    /// Envoy's `min_concurrency`).
+    /// Accepted: 1 to 100000.
+    pub min_calls: usize,
+    /// How far above the no-load latency the p90 of admitted calls may go before the limit
+    /// shrinks, in percent. Default 25. Accepted: 0 to 1000.
+    pub latency_buffer_percent: u32,
+    /// How often the no-load latency is measured again, so that a store that became slower
+    /// for good is not mistaken for overload. Each measurement holds the limit at
+    /// `min_calls` for 25 calls. Default `60s`. Accepted: 1s to 1h.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub probe_interval: Duration,
+}
+
+impl Default for AdaptiveConcurrency {
+    fn default() -> Self {
+        AdaptiveConcurrency {
+            enabled: true,
+            min_calls: 3,
+            latency_buffer_percent: 25,
+            probe_interval: Duration::from_secs(60),
         }
     }
 }

@@ -267,6 +267,35 @@ fn check_limits(limits: &Limits) -> Checked {
         limits.max_concurrent_calls as u64,
         100_000,
     )?;
+    let adaptive = &limits.adaptive_concurrency;
+    let at_adaptive = |field| ["limits", "adaptive_concurrency", field];
+    if adaptive.min_calls == 0 || adaptive.min_calls > 100_000 {
+        return refuse(
+            &at_adaptive("min_calls"),
+            format!(
+                "{} is out of range; expected 1 to 100000",
+                adaptive.min_calls
+            ),
+        );
+    }
+    if adaptive.latency_buffer_percent > 1000 {
+        return refuse(
+            &at_adaptive("latency_buffer_percent"),
+            format!(
+                "{} is out of range; expected 0 to 1000",
+                adaptive.latency_buffer_percent
+            ),
+        );
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&adaptive.probe_interval) {
+        return refuse(
+            &at_adaptive("probe_interval"),
+            format!(
+                "{} is out of range; expected 1s to 1h",
+                show(adaptive.probe_interval)
+            ),
+        );
+    }
     let duration = |field, value: Duration, max: Duration| -> Checked {
         if value.is_zero() || value > max {
             refuse(

@@ -271,6 +271,36 @@ fn max_concurrent_calls_zero() {
 }
 
 #[test]
+fn adaptive_min_calls_zero() {
+    refused("limits.adaptive_concurrency.min_calls", |c| {
+        c.limits.adaptive_concurrency.min_calls = 0;
+    });
+}
+
+#[test]
+fn adaptive_min_calls_above_the_ceiling_is_accepted() {
+    // The ceiling wins: a small max_concurrent_calls needs no adaptive_concurrency edit.
+    let mut c = base();
+    c.limits.max_concurrent_calls = 4;
+    c.limits.adaptive_concurrency.min_calls = 8;
+    c.validate().unwrap();
+}
+
+#[test]
+fn adaptive_latency_buffer_too_large() {
+    refused("limits.adaptive_concurrency.latency_buffer_percent", |c| {
+        c.limits.adaptive_concurrency.latency_buffer_percent = 1001;
+    });
+}
+
+#[test]
+fn adaptive_probe_interval_too_short() {
+    refused("limits.adaptive_concurrency.probe_interval", |c| {
+        c.limits.adaptive_concurrency.probe_interval = Duration::from_millis(10);
+    });
+}
+
+#[test]
 fn max_timeout_zero() {
     refused("limits.max_timeout", |c| {
         c.limits.max_timeout = Duration::ZERO

@@ -12,9 +12,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
-use tokio::{sync::OwnedSemaphorePermit, time::Sleep};
+use tokio::time::Sleep;
 
-use crate::{enforce::ResponseEnforcer, frame::FrameDecoder, metadata, status::CallError};
+use crate::{
+    admission::AdmissionPermit, enforce::ResponseEnforcer, frame::FrameDecoder, metadata,
+    status::CallError,
+};
 
 /// Rewrites the store's response stream.
 #[derive(Debug)]
@@ -34,7 +37,7 @@ pub(crate) struct RewriteBody {
     done: bool,
     /// Held until the body is finished or dropped: a stream counts against the
     /// concurrency limit for as long as it runs.
-    _permit: OwnedSemaphorePermit,
+    permit: AdmissionPermit,
 }
 
 impl RewriteBody {
@@ -45,7 +48,7 @@ impl RewriteBody {
         (deadline, idle_limit): (Pin<Box<Sleep>>, Option<Duration>),
         unary: bool,
         decision_id: HeaderValue,
-        permit: OwnedSemaphorePermit,
+        permit: AdmissionPermit,
     ) -> Self {
         RewriteBody {
             upstream,
@@ -58,7 +61,7 @@ impl RewriteBody {
             messages: 0,
             decision_id,
             done: false,
-            _permit: permit,
+            permit,
         }
     }
 
@@ -86,6 +89,10 @@ impl RewriteBody {
             ),
             Some(tonic::Code::Ok) => {
                 self.done = true;
+                if self.unary {
+                    // A whole unary call served: its latency measures the gateway's load.
+                    self.permit.completed();
+                }
                 let trailers = self.enforcer.finish_ok(&self.decision_id);
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }

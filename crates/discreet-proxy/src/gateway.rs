@@ -175,7 +175,7 @@ impl Gateway {
             consent,
             upstream: UpstreamClient::new(upstream_addr.clone(), connect_timeout),
             limits: config.limits.clone(),
-            admission: Arc::new(Semaphore::new(config.limits.max_concurrent_calls)),
+            admission: admission(&config.limits, &metrics),
             request_buffer: Arc::new(Semaphore::new(
                 crate::service::REQUEST_BUFFER_BUDGET
                     .max(config.limits.max_message_bytes.saturating_add(16)),
@@ -383,4 +383,22 @@ async fn start_embedded(
         }
     });
     Ok((addr.to_string(), task))
+}
+
+/// The concurrency limit: fixed at `max_concurrent_calls`, or adaptive below it.
+fn admission(
+    limits: &discreet_config::Limits,
+    metrics: &Arc<discreet_telemetry::metrics::GatewayMetrics>,
+) -> Arc<crate::admission::Admission> {
+    let adaptive = &limits.adaptive_concurrency;
+    let settings = adaptive.enabled.then(|| {
+        let mut settings = crate::limit::LimitSettings::new(
+            adaptive.min_calls,
+            limits.max_concurrent_calls,
+            f64::from(adaptive.latency_buffer_percent) / 100.0,
+        );
+        settings.probe_interval = adaptive.probe_interval;
+        settings
+    });
+    crate::admission::Admission::new(limits.max_concurrent_calls, settings, Arc::clone(metrics))
 }

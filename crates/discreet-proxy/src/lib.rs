@@ -20,6 +20,7 @@
 
 mod access;
 mod admin;
+mod admission;
 mod batch;
 mod body;
 mod caller;
@@ -31,6 +32,7 @@ mod frame;
 pub mod fuzzing;
 mod gateway;
 mod grants;
+mod limit;
 mod local;
 mod metadata;
 mod plans;

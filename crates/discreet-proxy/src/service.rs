@@ -3,7 +3,7 @@
 //! 1. local services (health, reflection) first: probes must answer under any load and
 //!    need no identity;
 //! 2. admission next: a call over the concurrency limit is refused before it costs a
-//!    token verification;
+//!    token verification, an access span or a log line (`admission.rs`);
 //! 3. protocol and route before identity: an unknown method is refused without doing
 //!    work for it;
 //! 4. caller, then purpose, then consent: each needs the one before (the purpose must be
@@ -33,6 +33,7 @@ use tonic::body::Body;
 use crate::{
     Clock, DecisionIds,
     access::{AccessLog, AuditState},
+    admission::{Admission, AdmissionPermit},
     body::{RewriteBody, upstream_code},
     caller::CallerAuth,
     enforce::ResponseEnforcer,
@@ -68,7 +69,7 @@ pub(crate) struct Core {
     pub(crate) consent: ConsentService,
     pub(crate) upstream: UpstreamClient,
     pub(crate) limits: Limits,
-    pub(crate) admission: Arc<Semaphore>,
+    pub(crate) admission: Arc<Admission>,
     /// Bytes of request bodies being received, across calls (see [`REQUEST_BUFFER_BUDGET`]).
     pub(crate) request_buffer: Arc<Semaphore>,
     pub(crate) clock: Clock,
@@ -103,6 +104,14 @@ impl Core {
         if !grpc {
             return http_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }
+        // Admission before the access log: a call refused for load reads nothing and names
+        // no one (its headers are not even looked at), so it gets no access span and no log
+        // line, only `discreet_calls_shed_total`. Under a flood, refusals stay cheap and do
+        // not crowd the audit queue or the collector with spans about nothing.
+        let Some(permit) = self.admission.admit().await else {
+            self.metrics.shed.inc();
+            return shed();
+        };
         let decision_id = self.decision_ids.next();
         let mut access = Some(AccessLog::begin(
             &self,
@@ -113,7 +122,10 @@ impl Core {
                 .map(HeaderValue::as_bytes),
             decision_id.to_str().unwrap_or("unknown"),
         ));
-        match self.enforce(request, &decision_id, &mut access).await {
+        match self
+            .enforce(request, permit, &decision_id, &mut access)
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 if let Some(mut access) = access.take() {
@@ -128,12 +140,10 @@ impl Core {
     async fn enforce(
         self: &Arc<Self>,
         request: Request<Incoming>,
+        permit: AdmissionPermit,
         decision_id: &HeaderValue,
         access_slot: &mut Option<AccessLog>,
     ) -> Result<Response<Body>, CallError> {
-        let permit = Arc::clone(&self.admission)
-            .try_acquire_owned()
-            .map_err(|_| CallError::Overloaded)?;
         // Before any work for the call: strict audit mode refuses a call whose span would
         // have no place in the export queue.
         if let Some(access) = access_slot.as_mut() {
@@ -199,6 +209,8 @@ impl Core {
                 .headers
                 .get("grpc-encoding")
                 .is_some_and(|e| e.as_bytes() != b"identity");
+            // The caller's pace, not our load: the wait does not count as work.
+            let waiting = permit.waiting_on_caller();
             let message = tokio::time::timeout(
                 REQUEST_BODY_TIMEOUT,
                 read_one_message(
@@ -210,6 +222,7 @@ impl Core {
             )
             .await
             .map_err(|_| CallError::RequestBody)??;
+            drop(waiting);
             // The budget is held until the store has the message.
             let (message, _buffered) = message;
             let (message, withheld_before) = match &route.request_subjects {
@@ -264,6 +277,11 @@ impl Core {
             let mut enforcer = enforcer;
             enforcer.access.finish_err(&e);
             return Err(e);
+        }
+        if route.server_streaming {
+            // A stream lasts as long as its segment and its reader: bounded by the
+            // ceiling, not by the adaptive limit.
+            permit.streaming();
         }
         let body = RewriteBody::new(
             upstream_body,
@@ -429,6 +447,19 @@ fn trailers_only(error: &CallError, decision_id: &HeaderValue) -> Response<Body>
     headers.extend(error.trailers());
     headers.insert(metadata::DECISION_ID, decision_id.clone());
     headers.insert(metadata::DECISION, HeaderValue::from_static("denied"));
+    response
+}
+
+/// The refusal of a call over the concurrency limit: no decision was made, so no
+/// decision headers, only the status.
+fn shed() -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.extend(CallError::Overloaded.trailers());
     response
 }
 

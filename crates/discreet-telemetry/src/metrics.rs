@@ -88,6 +88,10 @@ pub struct GatewayMetrics {
     pub plan_cache: Family<ResultLabels, Counter>,
     pub policy_reloads: Family<ResultLabels, Counter>,
     pub in_flight: Gauge,
+    /// Calls admitted at once: `limits.max_concurrent_calls`, or the adaptive limit.
+    pub concurrency_limit: Gauge,
+    /// Calls refused at admission (over the concurrency limit), which get no access span.
+    pub shed: Counter,
     pub audit_queue_depth: Gauge,
     pub audit: Arc<AuditCounters>,
     policy_version: Family<VersionLabels, Gauge>,
@@ -142,6 +146,18 @@ impl GatewayMetrics {
         );
         let in_flight = Gauge::default();
         registry.register("calls_in_flight", "Calls being served", in_flight.clone());
+        let concurrency_limit = Gauge::default();
+        registry.register(
+            "concurrency_limit",
+            "Calls admitted at once (fixed, or the adaptive limit now)",
+            concurrency_limit.clone(),
+        );
+        let shed = Counter::default();
+        registry.register(
+            "calls_shed",
+            "Calls refused RESOURCE_EXHAUSTED at admission, over the concurrency limit",
+            shed.clone(),
+        );
         let audit_queue_depth = Gauge::default();
         registry.register(
             "audit_queue_depth",
@@ -212,6 +228,8 @@ impl GatewayMetrics {
             plan_cache,
             policy_reloads,
             in_flight,
+            concurrency_limit,
+            shed,
             audit_queue_depth,
             audit,
             policy_version,

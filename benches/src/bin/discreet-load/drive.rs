@@ -20,8 +20,8 @@ use http::{HeaderName, HeaderValue, Request};
 
 use crate::{Error, Flags, prepare};
 
-struct Plan {
-    target: String,
+pub(crate) struct Plan {
+    pub(crate) target: String,
     method: String,
     body: Bytes,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -29,6 +29,26 @@ struct Plan {
     fresh: Vec<HeaderValue>,
     requests: usize,
     next: AtomicUsize,
+}
+
+impl Plan {
+    /// The same call every time (no fresh tokens), for clients that schedule their own.
+    pub(crate) fn new(
+        target: String,
+        method: String,
+        body: Bytes,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Plan {
+        Plan {
+            target,
+            method,
+            body,
+            headers,
+            fresh: Vec::new(),
+            requests: 0,
+            next: AtomicUsize::new(0),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -47,7 +67,7 @@ impl Tally {
     }
 }
 
-fn read_headers(path: &Path) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+pub(crate) fn read_headers(path: &Path) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     text.lines()
         .filter(|l| !l.is_empty())
@@ -63,7 +83,7 @@ fn read_headers(path: &Path) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
         .collect()
 }
 
-async fn one_call(
+pub(crate) async fn one_call(
     send: &mut h2::client::SendRequest<Bytes>,
     plan: &Plan,
     i: usize,
@@ -97,6 +117,24 @@ async fn one_call(
     Ok(grpc_status(&trailers).unwrap_or(u32::MAX - 1))
 }
 
+/// `n` HTTP/2 connections (h2c, no Nagle) to `target`, each driven by its own task.
+pub(crate) async fn connect(
+    target: &str,
+    n: usize,
+) -> Result<Vec<h2::client::SendRequest<Bytes>>, Error> {
+    let mut senders = Vec::with_capacity(n);
+    for _ in 0..n {
+        let tcp = tokio::net::TcpStream::connect(target).await?;
+        tcp.set_nodelay(true)?;
+        let (send, connection) = h2::client::handshake(tcp).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        senders.push(send);
+    }
+    Ok(senders)
+}
+
 fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
     headers
         .get("grpc-status")
@@ -120,7 +158,7 @@ async fn worker(mut send: h2::client::SendRequest<Bytes>, plan: Arc<Plan>) -> Ta
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -160,16 +198,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let mut senders = Vec::new();
-        for _ in 0..connections {
-            let tcp = tokio::net::TcpStream::connect(&plan.target).await?;
-            tcp.set_nodelay(true)?;
-            let (send, connection) = h2::client::handshake(tcp).await?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            senders.push(send);
-        }
+        let senders = connect(&plan.target, connections).await?;
         let started = Instant::now();
         let mut workers = Vec::new();
         for send in &senders {

@@ -10,11 +10,15 @@
 //!   consent token on every call (cold verification). It checks `grpc-status` of every
 //!   response, which `h2load` does not read, so the script also uses it to prove each
 //!   scenario's calls succeed.
+//! - `probe` is one light open-loop caller beside a flood (the overload benchmark,
+//!   `benches/load/overload.sh`): every call's latency and `grpc-status`, so admitted and
+//!   shed calls are told apart.
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod drive;
 mod prepare;
+mod probe;
 mod sink;
 
 use std::process::ExitCode;
@@ -25,7 +29,8 @@ fn main() -> ExitCode {
         Some("prepare") => prepare::run(&args[1..]),
         Some("sink") => sink::run(&args[1..]),
         Some("drive") => drive::run(&args[1..]),
-        _ => Err("usage: discreet-load prepare|sink|drive [--flag value]...".into()),
+        Some("probe") => probe::run(&args[1..]),
+        _ => Err("usage: discreet-load prepare|sink|drive|probe [--flag value]...".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

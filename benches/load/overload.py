@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The overload benchmark's table, from overload.sh's raw output.
+
+Usage: overload.py OUT SATURATION_RPS IDLE_RSS_KIB
+
+Reads OUT/probe.tsv (the probe's calls), OUT/floods.tsv (when each flood ran) and
+OUT/rss.tsv (Discreet's memory), and prints one Markdown table, one row per phase.
+Admitted calls are those answered OK; shed calls are RESOURCE_EXHAUSTED (8).
+"""
+import sys
+
+OK, SHED = 0, 8
+WINDOW_US = 500_000  # recovery is judged on half-second windows of probe calls
+
+
+def pct(values, p):
+    if not values:
+        return None
+    values = sorted(values)
+    return values[max(0, min(len(values) - 1, int(len(values) * p / 100 + 0.999) - 1))]
+
+
+def main():
+    out, saturation, idle_rss = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    calls = []
+    with open(f"{out}/probe.tsv") as f:
+        start_unix = int(f.readline().split("=")[1])
+        for line in f:
+            s, lat, code = line.split()
+            calls.append((start_unix + int(s), int(lat), int(code)))
+    floods = []
+    with open(f"{out}/floods.tsv") as f:
+        for line in f:
+            name, rate, begin, end = line.split()
+            floods.append((name, int(rate), int(begin), int(end)))
+    rss = []
+    with open(f"{out}/rss.tsv") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2:
+                rss.append((int(parts[0]), int(parts[1])))
+    flood_summary = {}
+    for name, *_ in floods:
+        with open(f"{out}/flood-{name}.txt") as f:
+            flood_summary[name] = dict(kv.split("=", 1) for kv in f.read().split())
+    end_of_run = max(c[0] for c in calls) + 1
+
+    # Phases: quiet before the first flood, then each flood and the quiet after it.
+    phases = [("unloaded", None, calls[0][0], floods[0][2])]
+    for i, (name, rate, begin, end) in enumerate(floods):
+        nxt = floods[i + 1][2] if i + 1 < len(floods) else end_of_run
+        phases.append((f"flood {name}", rate, begin, end))
+        phases.append((f"after {name}", None, end, nxt))
+
+    base = [lat for (t, lat, code) in calls if phases[0][2] <= t < phases[0][3] and code == OK]
+    base_p99 = pct(base, 99) or 1
+    limit = base_p99 * 1.5
+
+    print(f"Saturation (fixed limit, closed loop, 8 x 16 streams): {saturation:,} calls/s. "
+          f"Idle RSS {idle_rss / 1024:.1f} MiB. Unloaded p99 {base_p99} µs; target 1.5x = {limit:.0f} µs.")
+    print()
+    print("| phase | offered calls/s | served OK calls/s | probe calls | admitted | shed | other | admitted p50 µs "
+          "| admitted p99 µs | p99 / unloaded | shed p99 µs | peak RSS MiB | recovered after |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    verdicts = []
+    for name, rate, begin, end in phases:
+        inside = [c for c in calls if begin <= c[0] < end]
+        ok = [lat for (_, lat, code) in inside if code == OK]
+        shed = [lat for (_, lat, code) in inside if code == SHED]
+        other = len(inside) - len(ok) - len(shed)
+        peak = max((kib for (t, kib) in rss if begin <= t < end), default=0)
+        p50, p99 = pct(ok, 50), pct(ok, 99)
+        ratio = f"{p99 / base_p99:.2f}x" if p99 else "-"
+        recovered = "-"
+        if name.startswith("after"):
+            recovered = recovery(inside, begin, end, limit)
+        if name.startswith("flood") and p99:
+            verdicts.append((name, p99 <= limit))
+        served, offered = "-", "-"
+        if name.startswith("flood"):
+            # The flood's calls served OK and the probe's, over the flood's length.
+            f = flood_summary[name[6:]]
+            seconds = float(f["elapsed"])
+            served = f"{(int(f['ok']) + len(ok)) / seconds:,.0f}"
+            offered = f"{int(f['calls']) / float(f['seconds']):,.0f}"
+        print(f"| {name} | {offered} | {served} | {len(inside)} | {len(ok)} | {len(shed)} | {other} "
+              f"| {p50 or '-'} | {p99 or '-'} | {ratio} | {pct(shed, 99) or '-'} "
+              f"| {peak / 1024:.1f} | {recovered} |")
+    print()
+    for name, met in verdicts:
+        print(f"{name}: admitted p99 {'within' if met else 'ABOVE'} 1.5x the unloaded p99")
+
+
+def recovery(inside, begin, end, limit):
+    """Time from the flood's end to the first half-second window from which every later
+    window in the quiet phase has no shed or failed call and a p99 within the limit."""
+    windows = []
+    t = begin
+    while t < end:
+        w = [c for c in inside if t <= c[0] < t + WINDOW_US]
+        good = bool(w) and all(code == OK for (_, _, code) in w) and pct([c[1] for c in w], 99) <= limit
+        windows.append((t, good))
+        t += WINDOW_US
+    for i, (t, _) in enumerate(windows):
+        if all(g for (_, g) in windows[i:]):
+            return f"{(t - begin) / 1e6:.1f} s"
+    return "not within the phase"
+
+
+if __name__ == "__main__":
+    main()
