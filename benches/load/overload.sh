@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The overload benchmark (issue 8, item 5): Discreet as deployed (the shipped
-# configuration: its default concurrency limit, strict audit, spans exported to a
-# collector) is flooded at 2x and then 5x its measured saturation rate, while one light
+# configuration with limits.adaptive_concurrency turned on, strict audit, spans exported to
+# a collector) is flooded at 2x and then 5x its measured saturation rate, while one light
 # open-loop caller (`discreet-load probe`) records what a well-behaved client sees.
 #
 #   benches/load/overload.sh           the full run: about two minutes
@@ -14,7 +14,8 @@
 # (until the probe's calls are all admitted again at the unloaded latency).
 #
 # Environment: PHASE, CLIENTS (flood connections, default 8), PROBE_RATE (default 200),
-# ADAPTIVE=0 (the fixed limit, to compare), MIN_CALLS (adaptive_concurrency.min_calls),
+# ADAPTIVE=0 (the fixed limit, to compare), MIN_CALLS and LATENCY_BUFFER
+# (adaptive_concurrency.min_calls and .latency_buffer_percent),
 # PERF=1 (profile Discreet during the 5x flood),
 # OUT (raw output directory, default target/load/overload-<time>).
 set -euo pipefail
@@ -35,10 +36,13 @@ work=$out/work
 mkdir -p "$work"
 
 RIG_NGINX=0
-# ADAPTIVE=0: the fixed limit (max_concurrent_calls) instead of the adaptive one, to compare;
-# MIN_CALLS: adaptive_concurrency.min_calls.
+# The shipped configuration with adaptive_concurrency turned on (it is opt-in); ADAPTIVE=0
+# keeps the fixed limit (max_concurrent_calls), to compare.
 RIG_CONFIG_SED=""
-if [ "${ADAPTIVE:-1}" = 0 ]; then RIG_CONFIG_SED+='s/^    enabled: true /    enabled: false/;'; fi
+if [ "${ADAPTIVE:-1}" = 1 ]; then RIG_CONFIG_SED+='s/^    enabled: false /    enabled: true  /;'; fi
+if [ -n "${LATENCY_BUFFER:-}" ]; then
+  RIG_CONFIG_SED+="s/^    latency_buffer_percent: [0-9]* /    latency_buffer_percent: $LATENCY_BUFFER /;"
+fi
 if [ -n "${MIN_CALLS:-}" ]; then RIG_CONFIG_SED+="s/^    min_calls: [0-9]* /    min_calls: $MIN_CALLS /;"; fi
 # shellcheck source=benches/load/rig.sh
 source "$root/benches/load/rig.sh"
@@ -50,7 +54,7 @@ now_us() { echo $(($(date +%s%N) / 1000)); }
 # turns into a flood of its own: every shed call is retried at once.) Counted by
 # discreet-load, which reads every grpc-status.
 echo "== saturation rate (fixed limit, closed loop, $clients connections x $streams streams)"
-sed -e 's/^    enabled: true /    enabled: false/' "$work/discreet.yaml" >"$work/discreet-fixed.yaml"
+sed -e 's/^    enabled: true  /    enabled: false /' "$work/discreet.yaml" >"$work/discreet-fixed.yaml"
 under_test_pid=$discreet_pid
 fixed_port=$(free_port)
 start_discreet "$work/discreet-fixed.yaml" "$fixed_port" "$(free_port)"

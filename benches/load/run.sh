@@ -5,7 +5,7 @@
 # collector on loopback), all driven by h2load over h2c on loopback, in one run.
 #
 #   benches/load/run.sh            the full run: a few minutes
-#   benches/load/run.sh --smoke    tiny counts, to check the rig works (the test suite's)
+#   benches/load/run.sh --smoke    tiny counts, to check the rig works
 #
 # Environment: SCENARIOS (a subset, see below), PERF=1 (profile Discreet's GetProfile saturation run with perf), DURATION (seconds per saturation run, default 10), CLIENTS and STREAMS
 # (h2load -c and -m, default 8 and 16), RATE_SHARE (fixed rate as a share of nginx's

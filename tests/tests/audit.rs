@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_refused, get, get_with, meta, raw};
+use common::{assert_refused, get, get_with, http_get, meta, metric, raw};
 use discreet_proto::profile::v1::GetProfileRequest;
 use discreet_telemetry::attr;
 use discreet_testkit::{Harness, Span};
@@ -228,29 +228,6 @@ fn leaks(s: &str, v: &str) -> bool {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-async fn metric(h: &Harness, name: &str) -> u64 {
-    let addr = h.metrics_addr().unwrap();
-    let body = http_get(addr, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
-/// A plain HTTP/1.1 GET over a TCP socket.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

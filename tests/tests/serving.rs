@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_refused, caller_for, get};
+use common::{assert_refused, caller_for, get, metric};
 use discreet_proto::profile::v1::{
     StreamProfilesRequest, profile_service_client::ProfileServiceClient,
 };
@@ -79,6 +79,50 @@ async fn calls_over_the_limit_are_shed_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_limit_counts_work_not_streams() {
+    let h = Harness::start_with(|c| {
+        c.limits.max_concurrent_calls = 2;
+        c.limits.adaptive_concurrency.enabled = true;
+        c.limits.adaptive_concurrency.min_calls = 1;
+        c.upstream = discreet_config::Upstream::Embedded { profiles: PROFILES };
+    })
+    .await
+    .unwrap();
+    assert_eq!(metric(&h, "discreet_concurrency_limit").await, 1);
+    // A long stream nobody reads: it counts against the ceiling (2), not against the
+    // adaptive limit (1), which would otherwise refuse every other call while it lasts.
+    let mut first = slow_client(&h)
+        .await
+        .stream_profiles(stream_request(&h))
+        .await
+        .unwrap()
+        .into_inner();
+    first.message().await.unwrap().unwrap();
+    for _ in 0..5 {
+        get(&h, "persona-eu", "personalize").await.unwrap();
+    }
+    // A second stream fills the ceiling: the next call is refused, and leaves no span.
+    let mut second = slow_client(&h)
+        .await
+        .stream_profiles(stream_request(&h))
+        .await
+        .unwrap()
+        .into_inner();
+    second.message().await.unwrap().unwrap();
+    assert_refused(
+        get(&h, "persona-eu", "personalize").await,
+        Code::ResourceExhausted,
+    );
+    assert_eq!(metric(&h, "discreet_calls_shed_total").await, 1);
+    drop((first, second));
+    // Two streams and five reads were admitted: seven spans, and no eighth for the shed call.
+    h.wait_for_spans(7).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.wait_for_spans(0).await.unwrap().len(), 7);
     h.shutdown().await;
 }
 

@@ -78,8 +78,12 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdaptiveConcurrency {
-    /// On (default): the limit adapts, between `min_calls` and
-    /// `limits.max_concurrent_calls`. Off: `max_concurrent_calls` is the limit.
+    /// On: the limit adapts, between `min_calls` and `limits.max_concurrent_calls`. Off
+    /// (default): `max_concurrent_calls` is the limit. Off by default because it trades
+    /// throughput for latency: at saturation a client that keeps more calls in flight than
+    /// the limit gets `RESOURCE_EXHAUSTED` for the excess instead of waiting its turn.
+    /// Turn it on where callers have deadlines and retry elsewhere, and where floods
+    /// happen (BENCHMARKS.md, "Overload").
     pub enabled: bool,
     /// The lowest limit, and the limit while the no-load latency is measured (at start and
     /// every `probe_interval`, for 25 calls); capped at `max_concurrent_calls`. Default 3 (as
@@ -99,7 +103,7 @@ pub struct AdaptiveConcurrency {
 impl Default for AdaptiveConcurrency {
     fn default() -> Self {
         AdaptiveConcurrency {
-            enabled: true,
+            enabled: false,
             min_calls: 3,
             latency_buffer_percent: 25,
             probe_interval: Duration::from_secs(60),

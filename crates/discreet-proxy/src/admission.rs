@@ -10,7 +10,7 @@
 //! Two counts are held to two limits:
 //! - every call in flight, to `limits.max_concurrent_calls` (the ceiling);
 //! - calls *at work*, to what [`AdaptiveLimit`] computes from the latency of completed
-//!   unary calls (with `limits.adaptive_concurrency`, the default; otherwise the ceiling
+//!   unary calls (with `limits.adaptive_concurrency` on; otherwise the ceiling
 //!   again). A call is not at work while it waits for its caller to finish sending the
 //!   request, or once it is a server stream whose response has begun: those waits are
 //!   set by the caller or by the length of the stream, not by our load, and counting them
