@@ -32,7 +32,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{PURPOSES, caller_for};
+use common::{PURPOSES, caller_for, http_get};
 use discreet_consent::keyring::DevKeyring;
 use discreet_policy::{Action, ConsentGrant, LegalBasis, Policy, PurposePlan, RecordOutcome};
 use discreet_proto::profile::v1::{
@@ -998,19 +998,4 @@ async fn no_marker_leaks_beyond_the_policy() {
         spans.len(),
         metrics.len()
     );
-}
-
-/// A plain HTTP/1.1 GET over a TCP socket.
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
-    out
 }
