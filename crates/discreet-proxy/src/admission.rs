@@ -63,12 +63,19 @@ pub(crate) struct AdmissionPermit {
     at_work_at_admission: usize,
     /// Whether this call counts in `at_work` now.
     at_work: AtomicBool,
-    /// Set for a unary call that completed normally: only those measure load.
-    sample: bool,
+    /// Time spent waiting on the caller (its request body), in microseconds: left out of
+    /// the load sample, or a caller that sends slowly would shrink everyone's limit.
+    caller_wait_us: AtomicU64,
+    /// When a unary call completed normally (the store's trailers arrived): only those
+    /// measure load, and only up to then (how fast the caller reads is not our load).
+    completed_at: Option<Instant>,
 }
 
 /// While alive, the call is waiting on its caller and does not count as at work.
-pub(crate) struct WaitingOnCaller<'a>(&'a AdmissionPermit);
+pub(crate) struct WaitingOnCaller<'a> {
+    permit: &'a AdmissionPermit,
+    since: Instant,
+}
 
 impl Admission {
     /// A fixed limit of `max`, or an adaptive one between `settings.min_limit` and `max`.
@@ -156,7 +163,8 @@ impl Admission {
             admitted_at: Instant::now(),
             at_work_at_admission: before + 1,
             at_work: AtomicBool::new(true),
-            sample: false,
+            caller_wait_us: AtomicU64::new(0),
+            completed_at: None,
         })
     }
 
@@ -166,20 +174,21 @@ impl Admission {
             self.at_work.fetch_sub(1, Ordering::AcqRel);
         }
         self.released.notify_one();
-        let Some(adaptive) = self.adaptive.as_ref().filter(|_| permit.sample) else {
+        let (Some(adaptive), Some(completed_at)) = (self.adaptive.as_ref(), permit.completed_at)
+        else {
             return;
         };
+        let caller_wait = Duration::from_micros(permit.caller_wait_us.load(Ordering::Acquire));
+        let rtt = completed_at
+            .saturating_duration_since(permit.admitted_at)
+            .saturating_sub(caller_wait);
         let now = Instant::now();
         // A poisoned lock means a panic inside the controller's arithmetic; keep the last
         // limit rather than take the gateway down.
         let Ok(mut limit) = adaptive.lock() else {
             return;
         };
-        let changed = limit.record(
-            now.duration_since(permit.admitted_at),
-            permit.at_work_at_admission,
-            now,
-        );
+        let changed = limit.record(rtt, permit.at_work_at_admission, now);
         if let Some(changed) = changed {
             self.limit.store(changed, Ordering::Relaxed);
             self.metrics.concurrency_limit.set(gauge(changed));
@@ -193,15 +202,19 @@ impl Admission {
 }
 
 impl AdmissionPermit {
-    /// The call was a unary call that completed normally: its latency is a load sample.
+    /// The call was a unary call that completed normally: its latency so far is a load
+    /// sample.
     pub(crate) fn completed(&mut self) {
-        self.sample = true;
+        self.completed_at = Some(Instant::now());
     }
 
     /// The call waits on its caller (the request body) until the guard is dropped.
     pub(crate) fn waiting_on_caller(&self) -> WaitingOnCaller<'_> {
         self.set_at_work(false);
-        WaitingOnCaller(self)
+        WaitingOnCaller {
+            permit: self,
+            since: Instant::now(),
+        }
     }
 
     /// A server stream whose response has begun: no longer counted as at work.
@@ -223,16 +236,18 @@ impl AdmissionPermit {
 
 impl Drop for WaitingOnCaller<'_> {
     fn drop(&mut self) {
+        self.permit
+            .caller_wait_us
+            .fetch_add(micros(self.since.elapsed()), Ordering::AcqRel);
         // Back at work; not checked against the limit (the call was admitted once, and the
         // ceiling still bounds it), so the count may briefly exceed the limit.
-        self.0.set_at_work(true);
+        self.permit.set_at_work(true);
     }
 }
 
 impl Drop for AdmissionPermit {
     fn drop(&mut self) {
-        let admission = Arc::clone(&self.admission);
-        admission.release(self);
+        self.admission.release(self);
     }
 }
 
@@ -334,6 +349,33 @@ mod tests {
         drop((slow, busy, more));
         assert_eq!(a.in_flight.load(Ordering::Relaxed), 0);
         assert_eq!(a.at_work.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn time_waiting_on_the_caller_is_not_a_load_sample() {
+        let a = Admission::new(8, Some(LimitSettings::new(1, 8, 0.25)), metrics());
+        // The 25 calls that measure the no-load latency each wait 10 ms for a slow caller.
+        for _ in 0..25 {
+            let mut permit = a.try_admit().ok().unwrap();
+            drop(permit.waiting_on_caller());
+            {
+                let _slow = permit.waiting_on_caller();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            permit.completed();
+        }
+        let min_rtt = a
+            .adaptive
+            .as_ref()
+            .unwrap()
+            .lock()
+            .unwrap()
+            .min_rtt()
+            .unwrap();
+        assert!(
+            min_rtt < Duration::from_millis(10),
+            "the caller's 10 ms counted as load: {min_rtt:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
