@@ -178,16 +178,24 @@ fn implied_algorithm(params: &AlgorithmParameters) -> Option<SigningAlgorithm> {
     }
 }
 
+/// Largest RSA modulus ring verifies (`RSA_*_2048_8192_*`): a larger one is skipped at load
+/// rather than refused on every call.
+const MAX_RSA_BITS: usize = 8192;
+
+/// The exact bit length of a big-endian modulus (a 2047-bit modulus is 256 bytes too).
+fn modulus_bits(n: &[u8]) -> usize {
+    let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+    n.first()
+        .map_or(0, |first| n.len() * 8 - first.leading_zeros() as usize)
+}
+
 /// Whether the key material is valid for the algorithm; checked once here so that a bad key
 /// is skipped at load time rather than failing every verification.
 fn key_fits(params: &AlgorithmParameters, algorithm: SigningAlgorithm) -> bool {
     let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).ok();
     match (params, algorithm) {
         (AlgorithmParameters::RSA(rsa), alg) if alg.is_rsa() => decode(&rsa.n)
-            .map(|n| {
-                let leading_zero_bits = n.iter().take_while(|b| **b == 0).count() * 8;
-                n.len() * 8 - leading_zero_bits >= MIN_RSA_BITS
-            })
+            .map(|n| (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&modulus_bits(&n)))
             .unwrap_or(false),
         (AlgorithmParameters::EllipticCurve(ec), SigningAlgorithm::ES256) => {
             ec.curve == EllipticCurve::P256
@@ -243,6 +251,19 @@ fn sec1_point(x: &str, y: &str, len: usize) -> Option<Vec<u8>> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+
+    #[test]
+    fn rsa_modulus_length_is_counted_in_bits() {
+        assert_eq!(modulus_bits(&[0, 0, 0x01]), 1);
+        assert_eq!(modulus_bits(&[0x80, 0]), 16);
+        let mut n = vec![0xff; 256];
+        assert_eq!(modulus_bits(&n), 2048);
+        n[0] = 0x7f; // 2047 bits in 256 bytes: below the minimum ring verifies
+        assert_eq!(modulus_bits(&n), 2047);
+        assert!(!(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&modulus_bits(&n)));
+        assert!(!(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&modulus_bits(&vec![0xff; 1025])));
+    }
+
     use super::*;
     use crate::dev::generate_keys;
 

@@ -209,15 +209,37 @@ async fn run_export(
     counters: Arc<AuditCounters>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    // Lowered, for good, when the collector says a request was too large for it.
+    let mut limit = MAX_REQUEST_BYTES;
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let mut rest = &batch[..];
         while !rest.is_empty() {
-            let n = fitting(rest, MAX_REQUEST_BYTES);
-            export_with_retry(&mut client, prefix.request(&rest[..n]), n as u64, &counters).await;
-            rest = &rest[n..];
+            let n = fitting(rest, limit);
+            let request = prefix.request(&rest[..n]);
+            let bytes = request.len();
+            match export_with_retry(&mut client, request, n as u64, &counters).await {
+                Exported::Yes => rest = &rest[n..],
+                Exported::TooLarge => {
+                    limit = (bytes / 2).max(1);
+                    tracing::warn!(
+                        spans = n,
+                        bytes,
+                        "the collector refused an export request as too large; sending at most {limit} bytes per request from now on"
+                    );
+                }
+            }
         }
         batch.clear();
     }
+}
+
+/// How one request ended.
+enum Exported {
+    Yes,
+    /// Refused for its size, with more than one span in it: send fewer at a time. (One
+    /// span too large for the collector is retried like any failure: it is never dropped,
+    /// and strict mode shows the stall by refusing calls.)
+    TooLarge,
 }
 
 /// Largest export request, in span bytes. Collectors refuse bigger gRPC messages (the
@@ -240,13 +262,14 @@ fn fitting(spans: &[EncodedSpan], limit: usize) -> usize {
         .max(1)
 }
 
-/// Sends one request until the collector takes it (backoff 100 ms doubling to 5 s).
+/// Sends one request until the collector takes it (backoff 100 ms doubling to 5 s), or
+/// until it refuses a request of several spans as too large.
 async fn export_with_retry(
     client: &mut CollectorClient,
     request: Vec<u8>,
     spans: u64,
     counters: &AuditCounters,
-) {
+) -> Exported {
     // Shared, not copied, by each attempt.
     let request = bytes::Bytes::from(request);
     let mut backoff = Duration::from_millis(100);
@@ -268,6 +291,18 @@ async fn export_with_retry(
                 }
                 break;
             }
+            // grpc-go collectors answer RESOURCE_EXHAUSTED, tonic OUT_OF_RANGE.
+            Err(e)
+                if spans > 1
+                    && matches!(
+                        e.code(),
+                        tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+                    ) =>
+            {
+                counters.export_failures.inc();
+                counters.in_export.set(0);
+                return Exported::TooLarge;
+            }
             Err(e) => {
                 let failures = counters.export_failures.inc();
                 // Logged on the first failure and then every 50th, not per retry.
@@ -284,6 +319,7 @@ async fn export_with_retry(
         }
     }
     counters.in_export.set(0);
+    Exported::Yes
 }
 
 #[cfg(test)]

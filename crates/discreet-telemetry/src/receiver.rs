@@ -50,16 +50,27 @@ pub struct OtlpReceiver {
     addr: SocketAddr,
     received: Received,
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    max_request_bytes: usize,
 }
 
 impl OtlpReceiver {
     /// Starts on `listener` (bind `127.0.0.1:0` for a free port).
     pub fn start(listener: TcpListener) -> std::io::Result<Self> {
+        Self::start_with_limit(listener, 4 * 1024 * 1024)
+    }
+
+    /// Starts on `listener`, refusing requests over `max_request_bytes` as a collector
+    /// with a smaller `max_recv_msg_size` does.
+    pub fn start_with_limit(
+        listener: TcpListener,
+        max_request_bytes: usize,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let mut receiver = OtlpReceiver {
             addr,
             received: Received::default(),
             running: None,
+            max_request_bytes,
         };
         receiver.serve(listener);
         Ok(receiver)
@@ -67,7 +78,8 @@ impl OtlpReceiver {
 
     fn serve(&mut self, listener: TcpListener) {
         let (stop_tx, stop_rx) = oneshot::channel();
-        let service = TraceServiceServer::new(self.received.clone());
+        let service = TraceServiceServer::new(self.received.clone())
+            .max_decoding_message_size(self.max_request_bytes);
         let task = tokio::spawn(async move {
             let serving = tonic::transport::Server::builder()
                 .add_service(service)

@@ -177,3 +177,35 @@ async fn relaxed_serves_and_counts_what_it_lost() {
     assert!(dropped >= 50, "{text}");
     assert!(text.contains("discreet_audit_mode{mode=\"relaxed\"} 1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_too_large_for_the_collector_are_split_not_retried_forever() {
+    // A collector that takes at most 16 KiB per request (an OpenTelemetry Collector with
+    // a small max_recv_msg_size), and spans of about 6 KiB each.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut receiver = OtlpReceiver::start_with_limit(listener, 16 * 1024).unwrap();
+    let metrics = GatewayMetrics::new("k1");
+    let (trail, _task) = AuditTrail::start(
+        &settings(receiver.endpoint(), AuditMode::Strict, 16),
+        Arc::clone(&metrics.audit),
+    )
+    .unwrap();
+    let ids = SpanIds::new(3);
+    let big = || {
+        let mut r = record(&ids);
+        let event = r.events[0].clone();
+        r.events = vec![event; 60];
+        r
+    };
+    // Queued while the collector is away, so that they leave in one batch.
+    receiver.stop().await;
+    for _ in 0..8 {
+        trail.reserve().unwrap().record(&big());
+    }
+    receiver.restart().await.unwrap();
+    wait_for(|| receiver.spans().len() == 8).await;
+    assert!(
+        receiver.requests().len() >= 3,
+        "8 spans of ~6 KiB cannot fit in fewer than 3 requests of 16 KiB"
+    );
+}

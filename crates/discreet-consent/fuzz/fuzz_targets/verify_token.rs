@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let (verifier, keys) = setup();
     if let Ok(token) = std::str::from_utf8(data) {
         // Must never panic; any result is fine, but an error must not echo the input.
-        // The error texts are fixed and none has a '.', so a token with a '.' can
+        // The verifier's error texts are fixed and none has a '.', so a token with a '.' can
         // only appear in one by being quoted. (An input that merely equals part of a
         // fixed text, as the fuzzer once found, is not a leak.)
         if let Err(e) = verifier.verify(token, keys, NOW) {
