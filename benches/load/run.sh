@@ -7,7 +7,7 @@
 #   benches/load/run.sh            the full run: a few minutes
 #   benches/load/run.sh --smoke    tiny counts, to check the rig works
 #
-# Environment: SCENARIOS (a subset, see below), PERF=1 (profile Discreet's GetProfile saturation run with perf), DURATION (seconds per saturation run, default 10), CLIENTS and STREAMS
+# Environment: SCENARIOS (a subset, see below), PERF=1 (profile Discreet's GetProfile saturation run with perf; PERF_CALL_GRAPH=dwarf for whole stacks), DURATION (seconds per saturation run, default 10), CLIENTS and STREAMS
 # (h2load -c and -m, default 8 and 16), RATE_SHARE (fixed rate as a share of nginx's
 # saturation, default 0.3), OUT (raw output directory, default target/load/<time>).
 #
@@ -45,8 +45,9 @@ saturate() { # scenario target method body headers
   local before after perf_pid=
   # PERF=1: sample Discreet's stacks during its GetProfile saturation run (perf record;
   # `perf report -i OUT/discreet.perf.data` or a flame graph from `perf script`).
+  # PERF_CALL_GRAPH=dwarf gives whole stacks from a release build without frame pointers.
   if [ "${PERF:-0}" = 1 ] && [ "$target" = discreet ] && [ "$scenario" = get-saturation ]; then
-    perf record -F 999 -g -p "$discreet_pid" -o "$out/discreet.perf.data" >"$out/perf.log" 2>&1 &
+    perf record -F 999 --call-graph "${PERF_CALL_GRAPH:-fp}" -p "$discreet_pid" -o "$out/discreet.perf.data" >"$out/perf.log" 2>&1 &
     perf_pid=$!
   fi
   before=$(cpu_ticks "$target")

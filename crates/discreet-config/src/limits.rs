@@ -14,8 +14,9 @@ pub struct Limits {
     /// rewritten. Default 4 MiB (4194304), gRPC's usual limit. Accepted: 1 KiB to 64 MiB.
     pub max_message_bytes: usize,
     /// Calls in flight at once, at most; calls beyond it are refused `RESOURCE_EXHAUSTED` at
-    /// once instead of queueing, so overload shows up to callers immediately. With `adaptive_concurrency` (the default) the limit in force moves
-    /// below this ceiling. Default 512.
+    /// once instead of queueing, so overload shows up to callers immediately. With
+    /// `adaptive_concurrency` turned on, the limit in force moves below this ceiling.
+    /// Default 512.
     pub max_concurrent_calls: usize,
     /// How the concurrency limit follows load (see [`AdaptiveConcurrency`]).
     pub adaptive_concurrency: AdaptiveConcurrency,
@@ -46,6 +47,13 @@ pub struct Limits {
     /// at once.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub shutdown_grace: Duration,
+    /// Threads serving callers. Each runs its own event loop, and each caller connection
+    /// stays on one of them (the one with the fewest connections when it arrived), with
+    /// its own connection to the store: a call never waits for another thread, as in
+    /// nginx or Envoy. So one connection is served by one core at most; a caller that needs
+    /// more opens several. `0` (default): one per CPU the process may use (a container's
+    /// CPU quota counts). Accepted: 0 to 256.
+    pub worker_threads: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +70,7 @@ impl Default for Limits {
             max_concurrent_streams: 256,
             plan_cache_entries: 4096,
             shutdown_grace: Duration::from_secs(30),
+            worker_threads: 0,
         }
     }
 }

@@ -353,6 +353,15 @@ fn check_limits(limits: &Limits) -> Checked {
         10_000,
     )?;
     count("plan_cache_entries", limits.plan_cache_entries, 10_000_000)?;
+    if limits.worker_threads > 256 {
+        return refuse(
+            &at("worker_threads"),
+            format!(
+                "{} is out of range; expected 0 (one per CPU) to 256",
+                limits.worker_threads
+            ),
+        );
+    }
     if limits.shutdown_grace > Duration::from_secs(3600) {
         return refuse(
             &at("shutdown_grace"),

@@ -364,6 +364,13 @@ fn plan_cache_entries_zero() {
 }
 
 #[test]
+fn worker_threads_absurd() {
+    refused("limits.worker_threads", |c| {
+        c.limits.worker_threads = 257;
+    });
+}
+
+#[test]
 fn shutdown_grace_absurd() {
     refused("limits.shutdown_grace", |c| {
         c.limits.shutdown_grace = Duration::from_secs(2 * 3600);
@@ -420,6 +427,13 @@ fn audit_max_subject_events_zero() {
 fn audit_export_timeout_zero() {
     refused("audit.export_timeout", |c| {
         c.audit.export_timeout = Duration::ZERO
+    });
+}
+
+#[test]
+fn audit_batch_delay_too_long() {
+    refused("audit.batch_delay", |c| {
+        c.audit.batch_delay = Duration::from_secs(11)
     });
 }
 

@@ -108,6 +108,7 @@ impl Gateway {
                 queue_capacity: config.audit.queue_capacity,
                 max_batch: config.audit.max_batch,
                 export_timeout: config.audit.export_timeout,
+                batch_delay: config.audit.batch_delay,
                 service_name: config.audit.service_name.clone(),
                 service_instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned()),
             },
@@ -162,6 +163,7 @@ impl Gateway {
                 (authority, *connect_timeout, None)
             }
         };
+        let serving_threads = crate::workers::count(config.limits.worker_threads);
         let core = Arc::new(Core {
             routes,
             policy: Arc::clone(&policy),
@@ -173,7 +175,7 @@ impl Gateway {
             )),
             callers,
             consent,
-            upstream: UpstreamClient::new(upstream_addr.clone(), connect_timeout),
+            upstream: UpstreamClient::new(upstream_addr.clone(), connect_timeout, serving_threads),
             limits: config.limits.clone(),
             admission: admission(&config.limits, &metrics),
             request_buffer: Arc::new(Semaphore::new(
@@ -238,15 +240,10 @@ impl Gateway {
         };
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let mut shutdown = stop_rx;
-        let server = tokio::spawn(server::serve(
-            listener,
-            tls,
-            Arc::clone(&core),
-            config.limits.clone(),
-            async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            },
-        ));
+        let workers = server::start_workers(serving_threads, tls, &core, &config.limits)?;
+        let server = tokio::spawn(server::serve(listener, workers, async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }));
         let active = policy.current();
         tracing::info!(
             listen = %local_addr,

@@ -43,6 +43,7 @@ mod service;
 mod shadow;
 mod status;
 mod upstream;
+mod workers;
 
 pub use gateway::{Gateway, Options};
 

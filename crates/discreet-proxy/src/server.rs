@@ -1,6 +1,7 @@
 //! Accepting connections: HTTP/2 only (gRPC needs nothing else), over TCP or TLS, with
 //! the protocol limits that keep one abusive connection from taking the process down,
-//! and a graceful shutdown that lets calls in flight finish.
+//! served on the serving threads (`workers.rs`), and a graceful shutdown that lets calls
+//! in flight finish.
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use discreet_config::Limits;
@@ -12,36 +13,38 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::service::Core;
+use crate::{
+    service::Core,
+    workers::{ConnectionHandler, Workers},
+};
 
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves until `shutdown` resolves, then stops accepting and drains for up to
-/// `limits.shutdown_grace`.
+/// Starts `threads` serving threads (see `workers.rs`) that will serve the connections
+/// [`serve`] accepts.
+pub(crate) fn start_workers(
+    threads: usize,
+    tls: Option<TlsAcceptor>,
+    core: &Arc<Core>,
+    limits: &Limits,
+) -> Result<Workers, String> {
+    let builder = Arc::new(http2_builder(limits));
+    Workers::start(threads, limits.shutdown_grace, |_| Http2Connections {
+        core: Arc::clone(core),
+        builder: Arc::clone(&builder),
+        tls: tls.clone(),
+        graceful: GracefulShutdown::new(),
+    })
+}
+
+/// Accepts connections and hands them to `workers` until `shutdown` resolves, then stops
+/// accepting and lets each thread drain for up to `limits.shutdown_grace`.
 pub(crate) async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    core: Arc<Core>,
-    limits: Limits,
+    workers: Workers,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(limits.max_header_list_bytes)
-        // Rapid reset (CVE-2023-44487) and error-reset floods: a connection that makes
-        // the server reset streams too often is closed.
-        .max_pending_accept_reset_streams(Some(64))
-        .max_local_error_reset_streams(Some(256))
-        // What a stream may queue toward a slow reader beyond its window (hyper's default
-        // is 400 KiB): with the upstream window this bounds a stream's memory.
-        .max_send_buf_size(128 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10));
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -56,38 +59,88 @@ pub(crate) async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let core = Arc::clone(&core);
-                let service = service_fn(move |request| {
-                    let core = Arc::clone(&core);
-                    async move { Ok::<_, Infallible>(core.handle(request).await) }
-                });
-                let watcher = graceful.watcher();
-                let builder = Arc::clone(&builder);
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let result = match tls {
-                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
-                        Some(acceptor) => {
-                            let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
-                                return;
-                            };
-                            watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+                match stream.into_std() {
+                    Ok(stream) => workers.assign(stream),
+                    Err(e) => tracing::warn!(error = %e, "cannot hand over an accepted connection"),
+                }
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace period over; closing the remaining connections");
+    workers.stop().await;
+}
+
+/// HTTP/2 with the protocol limits that keep one abusive connection from taking the
+/// process down.
+fn http2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_list_bytes)
+        // Rapid reset (CVE-2023-44487) and error-reset floods: a connection that makes
+        // the server reset streams too often is closed.
+        .max_pending_accept_reset_streams(Some(64))
+        .max_local_error_reset_streams(Some(256))
+        // What a stream may queue toward a slow reader beyond its window (hyper's default
+        // is 400 KiB): with the upstream window this bounds a stream's memory.
+        .max_send_buf_size(128 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
+/// The connections of one serving thread: TLS if configured, then HTTP/2 into
+/// [`Core::handle`]. Each thread has its own, so the graceful shutdown is per thread too.
+struct Http2Connections {
+    core: Arc<Core>,
+    builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
+    tls: Option<TlsAcceptor>,
+    graceful: GracefulShutdown,
+}
+
+impl ConnectionHandler for Http2Connections {
+    fn serve(&self, stream: tokio::net::TcpStream) -> impl Future<Output = ()> + Send + 'static {
+        let core = Arc::clone(&self.core);
+        let service = service_fn(move |request| {
+            let core = Arc::clone(&core);
+            async move { Ok::<_, Infallible>(core.handle(request).await) }
+        });
+        let watcher = self.graceful.watcher();
+        let builder = Arc::clone(&self.builder);
+        let tls = self.tls.clone();
+        async move {
+            let result = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+    }
+
+    async fn drain(self, grace: Duration) {
+        if tokio::time::timeout(grace, self.graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; closing the remaining connections");
+        }
     }
 }
 

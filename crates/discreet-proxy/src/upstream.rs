@@ -1,6 +1,8 @@
-//! Step 7 of a read: the store, over one multiplexed HTTP/2 (h2c) connection that is
-//! re-established when it drops. The store listens on loopback beside us, so one
-//! connection carries every call without head-of-line trouble worth a pool.
+//! Step 7 of a read: the store, over one multiplexed HTTP/2 (h2c) connection per serving
+//! thread, re-established when it drops. The store listens on loopback beside us, so one
+//! connection per thread carries its calls without head-of-line trouble worth a pool,
+//! and a call's request and response never leave the thread that serves it
+//! (`workers.rs`).
 use std::{sync::Mutex, time::Duration};
 
 use bytes::Bytes;
@@ -12,22 +14,34 @@ use tokio::net::TcpStream;
 
 use crate::status::CallError;
 
-/// The store's address and the live connection to it.
+/// A live connection to the store, or none yet.
+type Slot = Mutex<Option<SendRequest<Full<Bytes>>>>;
+
+/// The store's address and the live connections to it.
 #[derive(Debug)]
 pub(crate) struct UpstreamClient {
     authority: String,
     connect_timeout: Duration,
-    sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    /// One per serving thread, and a last one for calls made anywhere else.
+    connections: Vec<Slot>,
 }
 
 impl UpstreamClient {
-    /// `authority` is `host:port`.
-    pub(crate) fn new(authority: String, connect_timeout: Duration) -> Self {
+    /// `authority` is `host:port`; `workers` is the number of serving threads.
+    pub(crate) fn new(authority: String, connect_timeout: Duration, workers: usize) -> Self {
         UpstreamClient {
             authority,
             connect_timeout,
-            sender: Mutex::new(None),
+            connections: (0..=workers).map(|_| Mutex::new(None)).collect(),
         }
+    }
+
+    /// This thread's connection: each serving thread's connection task runs on that
+    /// thread's runtime, so using another's would hand every call across threads.
+    fn slot(&self) -> &Slot {
+        let last = self.connections.len() - 1;
+        let i = crate::workers::current_worker().map_or(last, |i| i.min(last));
+        &self.connections[i]
     }
 
     pub(crate) fn uri(&self, path: &str) -> Result<Uri, CallError> {
@@ -46,7 +60,7 @@ impl UpstreamClient {
             Ok(r) => Ok(r),
             Err(e) => {
                 tracing::warn!(error = %e, "profile store request failed");
-                if let Ok(mut guard) = self.sender.lock() {
+                if let Ok(mut guard) = self.slot().lock() {
                     *guard = None;
                 }
                 Err(CallError::UpstreamUnavailable)
@@ -55,14 +69,14 @@ impl UpstreamClient {
     }
 
     async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
-        if let Ok(guard) = self.sender.lock()
+        if let Ok(guard) = self.slot().lock()
             && let Some(s) = guard.as_ref()
             && !s.is_closed()
         {
             return Ok(s.clone());
         }
         let s = self.connect().await?;
-        if let Ok(mut guard) = self.sender.lock() {
+        if let Ok(mut guard) = self.slot().lock() {
             *guard = Some(s.clone());
         }
         Ok(s)

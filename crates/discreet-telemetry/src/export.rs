@@ -53,6 +53,10 @@ pub struct ExportSettings {
     pub max_batch: usize,
     /// Longest one export request may take.
     pub export_timeout: Duration,
+    /// Longest the first span of a batch waits for others before the batch is sent (a full
+    /// batch goes at once). One request per span would cost the gateway and the collector
+    /// more than the span itself.
+    pub batch_delay: Duration,
     /// `service.name` and `service.instance.id` of the resource.
     pub service_name: String,
     pub service_instance: String,
@@ -104,7 +108,10 @@ impl AuditTrail {
             client,
             prefix,
             rx,
-            settings.max_batch.max(1),
+            Batching {
+                max: settings.max_batch.max(1),
+                delay: settings.batch_delay,
+            },
             Arc::clone(&counters),
         ));
         let trail = AuditTrail {
@@ -198,20 +205,51 @@ impl AuditSlot {
     }
 }
 
-/// The export task: takes what is queued (up to `max_batch`), exports it in requests of
-/// at most [`MAX_REQUEST_BYTES`], and retries a failed request with backoff before taking
-/// more.
+/// How spans are gathered into export requests.
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    max: usize,
+    delay: Duration,
+}
+
+/// Waits for the next batch: the first span, then more until `max` are there or `delay`
+/// has passed since the first. Empty when the queue is closed and drained.
+async fn next_batch(
+    rx: &mut mpsc::Receiver<EncodedSpan>,
+    batch: &mut Vec<EncodedSpan>,
+    b: Batching,
+) {
+    if rx.recv_many(batch, b.max).await == 0 {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + b.delay;
+    while batch.len() < b.max {
+        match tokio::time::timeout_at(deadline, rx.recv_many(batch, b.max - batch.len())).await {
+            Ok(n) if n > 0 => {}
+            // The delay is over, or the queue closed (shutdown): send what there is.
+            _ => break,
+        }
+    }
+}
+
+/// The export task: takes what is queued (up to `max_batch`, see [`next_batch`]), exports
+/// it in requests of at most [`MAX_REQUEST_BYTES`], and retries a failed request with
+/// backoff before taking more.
 async fn run_export(
     mut client: CollectorClient,
     prefix: ExportPrefix,
     mut rx: mpsc::Receiver<EncodedSpan>,
-    max_batch: usize,
+    batching: Batching,
     counters: Arc<AuditCounters>,
 ) {
-    let mut batch = Vec::with_capacity(max_batch);
+    let mut batch = Vec::with_capacity(batching.max);
     // Lowered, for good, when the collector says a request was too large for it.
     let mut limit = MAX_REQUEST_BYTES;
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
+    loop {
+        next_batch(&mut rx, &mut batch, batching).await;
+        if batch.is_empty() {
+            break;
+        }
         let mut rest = &batch[..];
         while !rest.is_empty() {
             let n = fitting(rest, limit);

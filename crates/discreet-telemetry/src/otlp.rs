@@ -77,10 +77,23 @@ impl Writer {
         if len < 0x80 {
             self.buf[at] = len as u8;
         } else {
-            let mut prefix = Vec::with_capacity(4);
-            put_varint(&mut prefix, len as u64);
-            self.buf.splice(at..=at, prefix);
+            let mut prefix = [0u8; 10];
+            let n = varint_into(&mut prefix, len as u64);
+            self.buf.splice(at..=at, prefix[..n].iter().copied());
         }
+    }
+
+    /// A nested message whose encoded length is known beforehand: no shifting.
+    fn message_of_len(&mut self, field: u32, len: usize, body: impl FnOnce(&mut Writer)) {
+        self.tag(field, LEN);
+        put_varint(&mut self.buf, len as u64);
+        let start = self.buf.len();
+        body(self);
+        debug_assert_eq!(
+            self.buf.len() - start,
+            len,
+            "precomputed length of field {field}"
+        );
     }
 
     // --- opentelemetry.proto.common.v1 -------------------------------------------------
@@ -109,19 +122,52 @@ impl Writer {
         });
     }
 
-    /// `KeyValue { key, value: AnyValue { array_value: [string_value...] } }`.
+    /// `KeyValue { key, value: AnyValue { array_value: [string_value...] } }`. The lists of
+    /// field and category names are most of an access span, so their lengths are worked
+    /// out first and nothing is shifted.
     pub(crate) fn attr_strs<S: AsRef<str>>(&mut self, field: u32, key: &str, values: &[S]) {
-        self.message(field, |w| {
+        // ArrayValue.values[] = AnyValue { string_value = 1 }.
+        let array: usize = values
+            .iter()
+            .map(|s| delimited(delimited(s.as_ref().len())))
+            .sum();
+        let any_value = delimited(array);
+        let key_value = delimited(key.len()) + delimited(any_value);
+        self.message_of_len(field, key_value, |w| {
             w.string(1, key);
-            w.message(2, |v| {
-                v.message(5, |array| {
+            w.message_of_len(2, any_value, |v| {
+                v.message_of_len(5, array, |a| {
                     for s in values {
-                        array.message(1, |item| item.string(1, s.as_ref()));
+                        let s = s.as_ref();
+                        a.message_of_len(1, delimited(s.len()), |item| item.string(1, s));
                     }
                 });
             });
         });
     }
+}
+
+/// The encoded size of a length-delimited field with a one-byte tag (field numbers below
+/// 16) and a body of `len` bytes.
+fn delimited(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+fn varint_len(v: u64) -> usize {
+    // 7 bits a byte; 0 still takes one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Writes `v` as a varint at the start of `out`; returns its length.
+fn varint_into(out: &mut [u8; 10], mut v: u64) -> usize {
+    let mut n = 0;
+    while v >= 0x80 {
+        out[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    out[n] = v as u8;
+    n + 1
 }
 
 /// `Span.kind`.
@@ -205,6 +251,58 @@ mod tests {
                 panic!("not an array for {n}");
             };
             assert_eq!(array.values[0].value, Some(Value::StringValue(text)), "{n}");
+        }
+    }
+
+    #[test]
+    fn string_lists_of_every_size_round_trip() {
+        // attr_strs writes precomputed lengths: check them across the varint boundaries of
+        // the items, the array, the value and the key-value.
+        use opentelemetry_proto::tonic::common::v1::KeyValue;
+        for (count, n) in [
+            (0, 0),
+            (1, 0),
+            (1, 124),
+            (1, 125),
+            (2, 63),
+            (3, 200),
+            (200, 80),
+            (1, 16_380),
+            (2, 16_380),
+        ] {
+            let values: Vec<String> = (0..count)
+                .map(|i| format!("{i}").repeat(n.max(1))[..n].to_owned())
+                .collect();
+            let mut w = Writer::default();
+            w.attr_strs(9, "discreet.fields.released", &values);
+            // Skip the outer tag and length: what follows is the KeyValue.
+            let mut body = &w.buf[1..];
+            let len = prost::encoding::decode_varint(&mut body).unwrap();
+            assert_eq!(len as usize, body.len(), "{count} x {n}");
+            let kv = KeyValue::decode(body).unwrap();
+            assert_eq!(kv.key, "discreet.fields.released");
+            let Some(Value::ArrayValue(array)) = kv.value.unwrap().value else {
+                panic!("not an array for {count} x {n}");
+            };
+            let got: Vec<_> = array
+                .values
+                .into_iter()
+                .map(|v| match v.value {
+                    Some(Value::StringValue(s)) => s,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(got, values, "{count} x {n}");
+        }
+        for (v, len) in [
+            (0u64, 1),
+            (127, 1),
+            (128, 2),
+            (16_383, 2),
+            (16_384, 3),
+            (u64::MAX, 10),
+        ] {
+            assert_eq!(varint_len(v), len, "{v}");
         }
     }
 

@@ -1,7 +1,10 @@
 //! An [`AccessRecord`] as the bytes of an OTLP span, encoded on the call that made it
 //! (see `otlp.rs`). Built directly rather than through a tracer: an access span must not
 //! depend on a sampler, and the export queue is ours (see `export.rs`).
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use crate::{
     attr,
@@ -19,10 +22,17 @@ const EVENT_ATTRIBUTES: u32 = 3;
 /// The instrumentation scope of every access span: name and version.
 pub(crate) const SCOPE: (&str, &str) = ("discreet.audit", env!("CARGO_PKG_VERSION"));
 
+/// The size of the last access span encoded: the next one is usually about the same, and
+/// a buffer sized from it is not grown (and copied) twice while the span is written.
+static LAST_ACCESS_SPAN_LEN: AtomicUsize = AtomicUsize::new(1024);
+
 /// The access span of `record`, as an encoded OTLP `Span`.
 #[must_use]
 pub fn access_span(record: &AccessRecord) -> Vec<u8> {
-    let mut w = Writer::with_capacity(1024 + record.events.len() * 128);
+    let hint = LAST_ACCESS_SPAN_LEN
+        .load(Ordering::Relaxed)
+        .clamp(512, 64 * 1024);
+    let mut w = Writer::with_capacity(hint + 64 + record.events.len() * 128);
     span_head(
         &mut w,
         record,
@@ -83,6 +93,7 @@ pub fn access_span(record: &AccessRecord) -> Vec<u8> {
             status.varint(3, STATUS_CODE_ERROR);
         });
     }
+    LAST_ACCESS_SPAN_LEN.store(w.buf.len(), Ordering::Relaxed);
     w.buf
 }
 

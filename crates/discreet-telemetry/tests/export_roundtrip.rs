@@ -16,6 +16,7 @@ fn settings(endpoint: String, mode: AuditMode, queue: usize) -> ExportSettings {
         queue_capacity: queue,
         max_batch: 8,
         export_timeout: Duration::from_secs(1),
+        batch_delay: Duration::from_millis(5),
         service_name: "discreet".into(),
         service_instance: "test".into(),
     }
@@ -208,4 +209,39 @@ async fn requests_too_large_for_the_collector_are_split_not_retried_forever() {
         receiver.requests().len() >= 3,
         "8 spans of ~6 KiB cannot fit in fewer than 3 requests of 16 KiB"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_finished_within_the_batch_delay_share_a_request() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = OtlpReceiver::start(listener).unwrap();
+    let metrics = GatewayMetrics::new("k1");
+    let mut s = settings(receiver.endpoint(), AuditMode::Strict, 64);
+    s.batch_delay = Duration::from_millis(1500);
+    let (trail, _task) = AuditTrail::start(&s, Arc::clone(&metrics.audit)).unwrap();
+    let ids = SpanIds::new(5);
+    // Three calls finishing 20 ms apart, within one delay: one request. Without the delay
+    // the exporter would send the first at once, alone.
+    for _ in 0..3 {
+        trail.reserve().unwrap().record(&record(&ids));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for(|| receiver.spans().len() == 3).await;
+    assert_eq!(receiver.requests().len(), 1, "one request for the three");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_does_not_wait_for_the_delay() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = OtlpReceiver::start(listener).unwrap();
+    let metrics = GatewayMetrics::new("k1");
+    let mut s = settings(receiver.endpoint(), AuditMode::Strict, 64);
+    // Far longer than wait_for's 5 s: only a full batch (max_batch 8) can arrive in time.
+    s.batch_delay = Duration::from_secs(600);
+    let (trail, _task) = AuditTrail::start(&s, Arc::clone(&metrics.audit)).unwrap();
+    let ids = SpanIds::new(6);
+    for _ in 0..8 {
+        trail.reserve().unwrap().record(&record(&ids));
+    }
+    wait_for(|| receiver.spans().len() == 8).await;
 }
