@@ -7,9 +7,15 @@
 //! fails to export is retried (with backoff) and not dropped, so while the collector is
 //! down the queue fills, and then strict mode refuses new calls until it drains. Relaxed
 //! mode serves them and counts the spans it could not queue.
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::{
     collector::CollectorClient,
@@ -66,6 +72,9 @@ pub struct ExportSettings {
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
     tx: mpsc::Sender<EncodedSpan>,
+    /// Spans sent and not yet taken by the exporter, and the signal that a batch is full:
+    /// the exporter sleeps through its batch delay instead of waking for every span.
+    queued: Arc<Queued>,
     mode: AuditMode,
     counters: Arc<AuditCounters>,
     capacity: usize,
@@ -103,11 +112,17 @@ impl AuditTrail {
         );
         let capacity = settings.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
+        let queued = Arc::new(Queued {
+            spans: AtomicUsize::new(0),
+            batch: settings.max_batch.max(1),
+            full: Notify::new(),
+        });
         counters.set_mode(settings.mode);
         let task = tokio::spawn(run_export(
             client,
             prefix,
             rx,
+            Arc::clone(&queued),
             Batching {
                 max: settings.max_batch.max(1),
                 delay: settings.batch_delay,
@@ -116,6 +131,7 @@ impl AuditTrail {
         ));
         let trail = AuditTrail {
             tx,
+            queued,
             mode: settings.mode,
             counters,
             capacity,
@@ -164,7 +180,9 @@ impl AuditTrail {
     }
 
     fn send_unreserved(&self, span: EncodedSpan) {
+        self.queued.add();
         if self.tx.try_send(span).is_err() {
+            self.queued.take(1);
             self.counters.dropped.inc();
         }
     }
@@ -178,7 +196,12 @@ impl AuditTrail {
         events: &[SubjectEvent],
     ) -> Result<(), AuditUnavailable> {
         let span = span::subjects_span(record, span_id, events);
-        match self.tx.try_send(span) {
+        self.queued.add();
+        let sent = self.tx.try_send(span);
+        if sent.is_err() {
+            self.queued.take(1);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(_) if self.mode == AuditMode::Relaxed => {
                 self.counters.dropped.inc();
@@ -198,10 +221,34 @@ impl AuditSlot {
         let span = span::access_span(record);
         match self.permit {
             Some(permit) => {
+                self.trail.queued.add();
                 permit.send(span);
             }
             None => self.trail.send_unreserved(span),
         }
+    }
+}
+
+/// See [`AuditTrail::queued`].
+#[derive(Debug)]
+struct Queued {
+    spans: AtomicUsize,
+    /// `max_batch`.
+    batch: usize,
+    full: Notify,
+}
+
+impl Queued {
+    /// Counts a span about to be sent (before, so the exporter never takes more than
+    /// counted); wakes the exporter when that makes a full batch.
+    fn add(&self) {
+        if self.spans.fetch_add(1, Ordering::Relaxed) + 1 == self.batch {
+            self.full.notify_one();
+        }
+    }
+
+    fn take(&self, n: usize) {
+        self.spans.fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -212,24 +259,29 @@ struct Batching {
     delay: Duration,
 }
 
-/// Waits for the next batch: the first span, then more until `max` are there or `delay`
-/// has passed since the first. Empty when the queue is closed and drained.
+/// Waits for the next batch: the first span, then more until `max` are queued or `delay`
+/// has passed. Empty when the queue is closed and drained. While it waits it does not
+/// wake per span (that cost a thread wake-up per call): only a full batch wakes it early.
 async fn next_batch(
     rx: &mut mpsc::Receiver<EncodedSpan>,
+    queued: &Queued,
     batch: &mut Vec<EncodedSpan>,
     b: Batching,
 ) {
     if rx.recv_many(batch, b.max).await == 0 {
         return;
     }
-    let deadline = tokio::time::Instant::now() + b.delay;
-    while batch.len() < b.max {
-        match tokio::time::timeout_at(deadline, rx.recv_many(batch, b.max - batch.len())).await {
-            Ok(n) if n > 0 => {}
-            // The delay is over, or the queue closed (shutdown): send what there is.
-            _ => break,
+    if batch.len() < b.max && !b.delay.is_zero() {
+        let _ = tokio::time::timeout(b.delay, queued.full.notified()).await;
+        while batch.len() < b.max {
+            match rx.try_recv() {
+                Ok(span) => batch.push(span),
+                // Nothing more yet, or the queue closed (shutdown): send what there is.
+                Err(_) => break,
+            }
         }
     }
+    queued.take(batch.len());
 }
 
 /// The export task: takes what is queued (up to `max_batch`, see [`next_batch`]), exports
@@ -239,6 +291,7 @@ async fn run_export(
     mut client: CollectorClient,
     prefix: ExportPrefix,
     mut rx: mpsc::Receiver<EncodedSpan>,
+    queued: Arc<Queued>,
     batching: Batching,
     counters: Arc<AuditCounters>,
 ) {
@@ -246,7 +299,7 @@ async fn run_export(
     // Lowered, for good, when the collector says a request was too large for it.
     let mut limit = MAX_REQUEST_BYTES;
     loop {
-        next_batch(&mut rx, &mut batch, batching).await;
+        next_batch(&mut rx, &queued, &mut batch, batching).await;
         if batch.is_empty() {
             break;
         }
