@@ -120,9 +120,10 @@ impl Workers {
     }
 
     /// Stops every thread (each drains its connections for up to its grace period) and
-    /// waits for all of them.
+    /// waits for all of them. Dropping `Workers` instead ends the threads without a
+    /// drain.
     pub(crate) async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         for worker in self.workers {
             drop(worker.connections);
             let _ = worker.done.await;
@@ -159,7 +160,11 @@ async fn run<H: ConnectionHandler>(
             _ = stopping.wait_for(|stop| *stop) => break,
         }
     }
-    handler.drain(grace).await;
+    // Stopped: drain. Dropped without a stop (the task that held `Workers` was cancelled,
+    // as when a test's runtime ends): end at once, as one runtime would have.
+    if *stopping.borrow() {
+        handler.drain(grace).await;
+    }
     anchor.abort();
 }
 
@@ -214,7 +219,10 @@ mod tests {
             }
         }
 
-        async fn drain(self, _grace: Duration) {}
+        /// As a real drain may: wait out the whole grace period.
+        async fn drain(self, grace: Duration) {
+            tokio::time::sleep(grace).await;
+        }
     }
 
     fn connect(listener: &std::net::TcpListener) -> (std::net::TcpStream, std::net::TcpStream) {
@@ -247,8 +255,10 @@ mod tests {
     #[tokio::test]
     async fn connections_go_to_the_thread_with_fewest_and_stay_there() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let workers =
-            Workers::start(2, Duration::from_secs(1), |_| Recorder(Arc::clone(&seen))).unwrap();
+        let workers = Workers::start(2, Duration::from_millis(100), |_| {
+            Recorder(Arc::clone(&seen))
+        })
+        .unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut clients = Vec::new();
         for _ in 0..4 {
@@ -277,6 +287,30 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), workers.stop())
             .await
             .expect("serving threads stopped");
+    }
+
+    #[tokio::test]
+    async fn dropped_without_a_stop_the_threads_end_without_draining() {
+        use std::io::Read;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // A grace period far past the test's patience: only the no-drain path ends in time.
+        let workers =
+            Workers::start(1, Duration::from_secs(600), |_| Recorder(Arc::clone(&seen))).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (mut client, server) = connect(&listener);
+        workers.assign(server);
+        wait_for(&seen, 1).await;
+        drop(workers);
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let closed = tokio::task::spawn_blocking(move || client.read(&mut [0u8; 1]))
+            .await
+            .unwrap();
+        assert!(
+            matches!(closed, Ok(0)),
+            "the connection outlived its serving thread: {closed:?}"
+        );
     }
 
     #[test]
