@@ -324,6 +324,18 @@ async fn run_export(
     }
 }
 
+/// Longest part of a collector's message that reaches our log.
+const COLLECTOR_TEXT_MAX: usize = 200;
+
+/// A collector's free-text message, fit for one log line: its first
+/// [`COLLECTOR_TEXT_MAX`] characters, quoted with control characters escaped, so text
+/// from outside cannot forge or split log lines.
+fn collector_text(message: &str) -> String {
+    let cut: String = message.chars().take(COLLECTOR_TEXT_MAX).collect();
+    let more = if cut.len() < message.len() { "..." } else { "" };
+    format!("{cut:?}{more}")
+}
+
 /// How one request ended.
 enum Exported {
     Yes,
@@ -377,7 +389,7 @@ async fn export_with_retry(
                     tracing::error!(
                         rejected = accepted.rejected_spans,
                         "the collector refused access spans: {}",
-                        accepted.message
+                        collector_text(&accepted.message)
                     );
                 }
                 break;
@@ -415,7 +427,26 @@ async fn export_with_retry(
 
 #[cfg(test)]
 mod tests {
-    use super::fitting;
+    use super::{COLLECTOR_TEXT_MAX, collector_text, fitting};
+
+    #[test]
+    fn collector_text_cannot_split_a_log_line_and_is_bounded() {
+        let forged = "bad span\n2026-01-01T00:00:00Z  INFO discreet: all spans exported\u{1b}[2K";
+        let shown = collector_text(forged);
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}'),
+            "{shown}"
+        );
+        assert!(shown.contains("bad span\\n2026"), "{shown}");
+        let long = "é".repeat(5 * COLLECTOR_TEXT_MAX);
+        let shown = collector_text(&long);
+        assert_eq!(
+            shown.chars().filter(|&c| c == 'é').count(),
+            COLLECTOR_TEXT_MAX
+        );
+        assert!(shown.ends_with("\"..."), "{shown}");
+        assert_eq!(collector_text("short"), "\"short\"");
+    }
 
     #[test]
     fn requests_are_cut_by_size_but_always_carry_a_span() {
