@@ -33,6 +33,7 @@ pub mod fuzzing;
 mod gateway;
 mod grants;
 mod limit;
+mod linger;
 mod local;
 mod metadata;
 mod plans;

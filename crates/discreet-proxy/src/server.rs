@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
+    linger::LingeringStream,
     service::Core,
     workers::{ConnectionHandler, Workers},
 };
@@ -111,6 +112,7 @@ impl ConnectionHandler for Http2Connections {
         let builder = Arc::clone(&self.builder);
         let tls = self.tls.clone();
         async move {
+            let stream = LingeringStream::new(stream);
             let result = match tls {
                 None => {
                     watcher
