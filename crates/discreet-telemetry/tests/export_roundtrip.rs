@@ -211,14 +211,23 @@ async fn requests_too_large_for_the_collector_are_split_not_retried_forever() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_finished_within_the_batch_delay_share_a_request() {
+/// A receiver on a real socket, and a strict trail (max_batch 8) exporting to it with
+/// `batch_delay`.
+async fn trail_with_delay(
+    batch_delay: Duration,
+) -> (OtlpReceiver, AuditTrail, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let receiver = OtlpReceiver::start(listener).unwrap();
-    let metrics = GatewayMetrics::new("k1");
     let mut s = settings(receiver.endpoint(), AuditMode::Strict, 64);
-    s.batch_delay = Duration::from_millis(1500);
-    let (trail, _task) = AuditTrail::start(&s, Arc::clone(&metrics.audit)).unwrap();
+    s.batch_delay = batch_delay;
+    let (trail, task) =
+        AuditTrail::start(&s, Arc::clone(&GatewayMetrics::new("k1").audit)).unwrap();
+    (receiver, trail, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_finished_within_the_batch_delay_share_a_request() {
+    let (receiver, trail, _task) = trail_with_delay(Duration::from_millis(1500)).await;
     let ids = SpanIds::new(5);
     // Three calls finishing 20 ms apart, within one delay: one request. Without the delay
     // the exporter would send the first at once, alone.
@@ -232,13 +241,8 @@ async fn spans_finished_within_the_batch_delay_share_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_batch_does_not_wait_for_the_delay() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = OtlpReceiver::start(listener).unwrap();
-    let metrics = GatewayMetrics::new("k1");
-    let mut s = settings(receiver.endpoint(), AuditMode::Strict, 64);
     // Far longer than wait_for's 5 s: only a full batch (max_batch 8) can arrive in time.
-    s.batch_delay = Duration::from_secs(600);
-    let (trail, _task) = AuditTrail::start(&s, Arc::clone(&metrics.audit)).unwrap();
+    let (receiver, trail, _task) = trail_with_delay(Duration::from_secs(600)).await;
     let ids = SpanIds::new(6);
     for _ in 0..8 {
         trail.reserve().unwrap().record(&record(&ids));
