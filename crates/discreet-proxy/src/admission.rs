@@ -4,8 +4,8 @@
 //! elsewhere or later. With the adaptive limit a call may wait for a place, but no longer
 //! than one no-load call takes (the measured `min_rtt`; 1 ms until measured): enough to
 //! absorb a burst that arrives faster than a small limit turns over, too short to matter
-//! for the latency of admitted calls. A fixed limit refuses at once, and a full ceiling
-//! always does.
+//! for the latency of admitted calls. No more calls wait than there are places; the rest
+//! are refused at once, as they are by a fixed limit and by a full ceiling.
 //!
 //! Two counts are held to two limits:
 //! - every call in flight, to `limits.max_concurrent_calls` (the ceiling);
@@ -44,7 +44,7 @@ pub(crate) struct Admission {
     adaptive: Option<Mutex<AdaptiveLimit>>,
     /// How long a call may wait for a place, in microseconds (0: refuse at once).
     max_wait_us: AtomicU64,
-    /// Calls waiting for a place, at most `ceiling`.
+    /// Calls waiting for a place, at most the limit.
     waiting: AtomicUsize,
     /// Woken when a call stops being at work.
     released: Notify,
@@ -114,10 +114,14 @@ impl Admission {
             Err(Full::Limit) if max_wait.is_zero() => return None,
             Err(Full::Limit) => {}
         }
-        let ceiling = self.ceiling;
+        // No more waiters than places: within one no-load latency about `limit` places
+        // turn over, so a waiter beyond that would most likely wait out the whole bound
+        // and be refused anyway, having cost a timer and a wake-up. Under a flood, that is
+        // nearly every call.
+        let places = self.limit.load(Ordering::Relaxed);
         self.waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < ceiling).then_some(n + 1)
+                (n < places).then_some(n + 1)
             })
             .ok()?;
         let _waiting = Decrement(&self.waiting);
@@ -396,6 +400,23 @@ mod tests {
         assert!(a.admit().await.is_none());
         assert_eq!(start.elapsed(), INITIAL_MAX_WAIT);
         assert_eq!(a.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_calls_wait_than_there_are_places() {
+        // Limit 1 while the no-load latency is measured: one place, so one waiter.
+        let a = Admission::new(8, Some(LimitSettings::new(1, 8, 0.25)), metrics());
+        let _held = a.admit().await.unwrap();
+        let waiter = tokio::spawn({
+            let a = Arc::clone(&a);
+            async move { a.admit().await.is_some() }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(a.waiting.load(Ordering::Relaxed), 1, "the first waits");
+        let start = tokio::time::Instant::now();
+        assert!(a.admit().await.is_none(), "the second is refused");
+        assert_eq!(start.elapsed(), Duration::ZERO, "at once, not after a wait");
+        assert!(!waiter.await.unwrap(), "nobody freed the place");
     }
 
     #[tokio::test(start_paused = true)]

@@ -85,7 +85,8 @@ impl Core {
     pub(crate) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let path = request.uri().path();
         if let Some(local) = self.local.route(path) {
-            return local.call(request).await;
+            // Boxed for the same reason as the admitted call below.
+            return Box::pin(local.call(request)).await;
         }
         if request.method() != http::Method::POST {
             return http_error(StatusCode::METHOD_NOT_ALLOWED);
@@ -112,6 +113,19 @@ impl Core {
             self.metrics.shed.inc();
             return shed();
         };
+        // Boxed: the admitted call's state machine is several KiB, and this future is
+        // moved into every request's stream task when hyper spawns it. Unboxed, each
+        // refusal above (the bulk of a flood) would pay for copying it.
+        Box::pin(self.admitted(request, permit)).await
+    }
+
+    /// An admitted call: its decision, its access span and its response.
+    async fn admitted(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        permit: AdmissionPermit,
+    ) -> Response<Body> {
+        let path = request.uri().path();
         let decision_id = self.decision_ids.next();
         let mut access = Some(AccessLog::begin(
             &self,
