@@ -32,10 +32,13 @@ pub struct AuditConfig {
     /// Default 8192; at least `limits.max_concurrent_calls`.
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
-    /// Most spans in one export request. Default 32: an access span is about 3 KiB, so a
+    /// Spans in one export request: a batch is sent as soon as this many are queued
+    /// (otherwise after `batch_delay`). Default 32: an access span is about 3 KiB, so a
     /// request is about 100 KiB. Larger batches cost a little less CPU per span but decode
     /// at the collector in longer bursts; on a node shared with the collector that showed
-    /// in the gateway's p99 (3.1 ms at 128 against 2.0 ms at 32, BENCHMARKS.md).
+    /// in the gateway's p99 (3.1 ms at 128 against 2.0 ms at 32, BENCHMARKS.md). When the
+    /// exporter has fallen behind, one request carries up to 8 batches, so that it catches
+    /// up instead of the queue growing.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
     /// Longest one export request may take before it is retried. Default `5s`.

@@ -259,16 +259,29 @@ struct Batching {
     delay: Duration,
 }
 
+/// How many batches' worth one request may carry when the exporter has fallen behind.
+const BACKLOG_BATCHES: usize = 8;
+
 /// Waits for the next batch: the first span, then more until `max` are queued or `delay`
 /// has passed. Empty when the queue is closed and drained. While it waits it does not
 /// wake per span (that cost a thread wake-up per call): only a full batch wakes it early.
+///
+/// When more than a batch is already queued (the exporter is behind: the collector was
+/// slow or away), it takes up to [`BACKLOG_BATCHES`] batches at once. With one request in
+/// flight, requests of `max` spans cap the export rate at `max` per collector round trip;
+/// on a busy node that was below the rate of calls at saturation, and the queue grew
+/// until strict mode would refuse calls (and held megabytes of spans meanwhile).
 async fn next_batch(
     rx: &mut mpsc::Receiver<EncodedSpan>,
     queued: &Queued,
     batch: &mut Vec<EncodedSpan>,
     b: Batching,
 ) {
-    if rx.recv_many(batch, b.max).await == 0 {
+    if rx
+        .recv_many(batch, b.max.saturating_mul(BACKLOG_BATCHES))
+        .await
+        == 0
+    {
         return;
     }
     if batch.len() < b.max && !b.delay.is_zero() {
@@ -284,7 +297,7 @@ async fn next_batch(
     queued.take(batch.len());
 }
 
-/// The export task: takes what is queued (up to `max_batch`, see [`next_batch`]), exports
+/// The export task: takes what is queued (a batch, more when behind: [`next_batch`]), exports
 /// it in requests of at most [`MAX_REQUEST_BYTES`], and retries a failed request with
 /// backoff before taking more.
 async fn run_export(

@@ -249,3 +249,23 @@ async fn a_full_batch_does_not_wait_for_the_delay() {
     }
     wait_for(|| receiver.spans().len() == 8).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_leaves_in_requests_of_several_batches() {
+    let (mut receiver, trail, _task) = trail_with_delay(Duration::ZERO).await;
+    let ids = SpanIds::new(7);
+    // 40 spans queued while the collector is away (max_batch 8). Once it is back, the
+    // exporter catches up in requests of up to 8 batches: the one it was retrying, then
+    // one for the rest. Eight spans at a time would take six requests.
+    receiver.stop().await;
+    for _ in 0..40 {
+        trail.reserve().unwrap().record(&record(&ids));
+    }
+    receiver.restart().await.unwrap();
+    wait_for(|| receiver.spans().len() == 40).await;
+    let requests = receiver.requests().len();
+    assert!(
+        requests <= 2,
+        "{requests} requests for a backlog of 40 spans"
+    );
+}
