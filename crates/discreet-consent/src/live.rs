@@ -3,6 +3,12 @@
 //!
 //! Fail closed: until the first successful load, and once the last successful load is older
 //! than `max_staleness`, [`LiveDocument::current`] returns `None`.
+//!
+//! Reloads may overlap (the timer's and one for an unknown key id), and a slow fetch can
+//! finish after a later, faster one. What was fetched last must not win over what was
+//! fetched most recently: an old revocation list installed over a newer one would accept
+//! revoked tokens again until the next reload. So each fetch takes a ticket when it
+//! starts, and a result is installed only if no later fetch's result already was.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,6 +29,8 @@ struct Snapshot<T> {
     confirmed_at: Instant,
     digest: [u8; 32],
     generation: u64,
+    /// The ticket of the fetch this copy was confirmed by (see the module).
+    fetched: u64,
 }
 
 /// The live copy of one document.
@@ -33,6 +41,8 @@ pub(crate) struct LiveDocument<T> {
     max_staleness: Duration,
     current: RwLock<Option<Snapshot<T>>>,
     generations: AtomicU64,
+    /// Tickets handed to fetches as they start (see the module).
+    fetches: AtomicU64,
     /// Serialises on-demand reloads and remembers when the last one ran (rate limit).
     on_demand: Mutex<Option<Instant>>,
 }
@@ -45,6 +55,7 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
             max_staleness,
             current: RwLock::new(None),
             generations: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
             on_demand: Mutex::new(None),
         }
     }
@@ -61,30 +72,43 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
     /// if the content changed); on failure the old copy is kept and ages. Returns whether
     /// the content changed.
     pub(crate) async fn reload(&self) -> Result<bool, ()> {
+        let ticket = self.fetches.fetch_add(1, Ordering::AcqRel) + 1;
         let bytes = self.source.fetch().await.map_err(|_| ())?;
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        let unchanged = {
+        self.install(ticket, &bytes)
+    }
+
+    /// Installs what the fetch with `ticket` read, unless a later fetch's result is
+    /// installed already. Returns whether the content changed.
+    fn install(&self, ticket: u64, bytes: &[u8]) -> Result<bool, ()> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        {
             let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
             match guard.as_mut() {
+                // Overtaken: a fetch that started later has been installed. What this one
+                // read is older than what is in place (and its freshness is no news).
+                Some(snap) if snap.fetched > ticket => return Ok(false),
                 Some(snap) if snap.digest == digest => {
                     snap.confirmed_at = Instant::now();
-                    true
+                    snap.fetched = ticket;
+                    return Ok(false);
                 }
-                _ => false,
+                _ => {}
             }
-        };
-        if unchanged {
+        }
+        // Parsed outside the lock: verification reads `current` on every call.
+        let value = (self.parse)(bytes).ok_or(())?;
+        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_some_and(|snap| snap.fetched > ticket) {
             return Ok(false);
         }
-        let value = (self.parse)(&bytes).ok_or(())?;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        let snap = Snapshot {
+        *guard = Some(Snapshot {
             value: Arc::new(value),
             confirmed_at: Instant::now(),
             digest,
             generation,
-        };
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(snap);
+            fetched: ticket,
+        });
         Ok(true)
     }
 
@@ -130,5 +154,49 @@ pub(crate) struct TaskGuard(JoinHandle<()>);
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::source::FileSource;
+
+    fn document() -> LiveDocument<String> {
+        let parse: Parser<String> = |b| std::str::from_utf8(b).ok().map(str::to_owned);
+        LiveDocument::new(
+            DocumentSource::File(FileSource::new("unused")),
+            parse,
+            Duration::from_secs(60),
+        )
+    }
+
+    fn content(d: &LiveDocument<String>) -> String {
+        d.current().unwrap().0.as_str().to_owned()
+    }
+
+    #[test]
+    fn a_slow_fetch_finishing_last_does_not_replace_a_newer_one() {
+        let d = document();
+        // Fetch 1 (the timer's) starts, then fetch 2 (an unknown key id); 2 ends first.
+        assert_eq!(d.install(2, b"new"), Ok(true));
+        assert_eq!(d.install(1, b"old"), Ok(false), "overtaken");
+        assert_eq!(content(&d), "new");
+        // The same content from the older fetch is no confirmation either.
+        assert_eq!(d.install(1, b"new"), Ok(false));
+        // A later fetch replaces it as usual.
+        assert_eq!(d.install(3, b"newer"), Ok(true));
+        assert_eq!(content(&d), "newer");
+        assert_eq!(d.current().unwrap().1, 2, "two installs, two generations");
+    }
+
+    #[test]
+    fn an_unparsable_document_keeps_the_last_good_copy() {
+        let d = document();
+        assert_eq!(d.install(1, b"good"), Ok(true));
+        assert_eq!(d.install(2, &[0xff, 0xfe]), Err(()));
+        assert_eq!(content(&d), "good");
+        assert_eq!(d.install(3, b"good"), Ok(false), "unchanged: confirmed");
     }
 }
