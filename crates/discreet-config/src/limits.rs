@@ -79,7 +79,8 @@ impl Default for Limits {
 /// latency of unary calls with few in flight (its no-load latency), then keeps as many
 /// calls in flight as it can while their latency stays within `latency_buffer_percent` of
 /// that. A call over the limit waits at most one no-load call's time for a place (to absorb
-/// bursts), then is refused `RESOURCE_EXHAUSTED`. Calls waiting for their caller's request
+/// bursts; no more calls wait than the limit has places), then is refused
+/// `RESOURCE_EXHAUSTED`. Calls waiting for their caller's request
 /// message, and server streams once their response has begun, count only against
 /// `max_concurrent_calls`: their time is set by the caller or the stream, not by load. Under a spike, admitted calls keep
 /// their latency and the excess is shed fast, instead of every call queueing behind
