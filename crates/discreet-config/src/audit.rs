@@ -37,8 +37,9 @@ pub struct AuditConfig {
     /// request is about 100 KiB. Larger batches cost a little less CPU per span but decode
     /// at the collector in longer bursts; on a node shared with the collector that showed
     /// in the gateway's p99 (3.1 ms at 128 against 2.0 ms at 32, BENCHMARKS.md). When the
-    /// exporter has fallen behind, one request carries up to 8 batches, so that it catches
-    /// up instead of the queue growing.
+    /// exporter has fallen behind, one request carries up to 8 batches (still cut at 3 MiB),
+    /// so that it catches up instead of the queue growing: it trades a longer decode burst
+    /// at the collector for a queue that stays bounded.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
     /// Longest one export request may take before it is retried. Default `5s`.

@@ -5,8 +5,8 @@
 //! than `max_staleness`, [`LiveDocument::current`] returns `None`.
 //!
 //! Reloads may overlap (the timer's and one for an unknown key id), and a slow fetch can
-//! finish after a later, faster one. What was fetched last must not win over what was
-//! fetched most recently: an old revocation list installed over a newer one would accept
+//! finish after a later, faster one. The fetch that finishes last must not win over one
+//! that started later: an old revocation list installed over a newer one would accept
 //! revoked tokens again until the next reload. So each fetch takes a ticket when it
 //! starts, and a result is installed only if no later fetch's result already was.
 
@@ -70,7 +70,7 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
 
     /// Fetches and parses the source. On success the copy is confirmed fresh (and replaced
     /// if the content changed); on failure the old copy is kept and ages. Returns whether
-    /// the content changed.
+    /// the content changed (`Ok(false)` too when a later fetch overtook this one).
     pub(crate) async fn reload(&self) -> Result<bool, ()> {
         let ticket = self.fetches.fetch_add(1, Ordering::AcqRel) + 1;
         let bytes = self.source.fetch().await.map_err(|_| ())?;

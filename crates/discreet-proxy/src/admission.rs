@@ -404,19 +404,34 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_more_calls_wait_than_there_are_places() {
-        // Limit 1 while the no-load latency is measured: one place, so one waiter.
-        let a = Admission::new(8, Some(LimitSettings::new(1, 8, 0.25)), metrics());
-        let _held = a.admit().await.unwrap();
-        let waiter = tokio::spawn({
-            let a = Arc::clone(&a);
-            async move { a.admit().await.is_some() }
-        });
-        tokio::task::yield_now().await;
-        assert_eq!(a.waiting.load(Ordering::Relaxed), 1, "the first waits");
-        let start = tokio::time::Instant::now();
-        assert!(a.admit().await.is_none(), "the second is refused");
-        assert_eq!(start.elapsed(), Duration::ZERO, "at once, not after a wait");
-        assert!(!waiter.await.unwrap(), "nobody freed the place");
+        // While the no-load latency is measured the limit is `min_limit`: 1, then 2 places.
+        for places in [1, 2] {
+            let a = Admission::new(8, Some(LimitSettings::new(places, 8, 0.25)), metrics());
+            let mut held = Vec::new();
+            for _ in 0..places {
+                held.push(a.admit().await.unwrap());
+            }
+            let waiters: Vec<_> = (0..places)
+                .map(|_| {
+                    let a = Arc::clone(&a);
+                    tokio::spawn(async move { a.admit().await.is_some() })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            assert_eq!(a.waiting.load(Ordering::Relaxed), places, "one per place");
+            let start = tokio::time::Instant::now();
+            assert!(a.admit().await.is_none(), "one more is refused");
+            assert_eq!(start.elapsed(), Duration::ZERO, "at once, not after a wait");
+            for waiter in waiters {
+                assert!(!waiter.await.unwrap(), "nobody freed a place");
+            }
+            assert_eq!(
+                a.waiting.load(Ordering::Relaxed),
+                0,
+                "no waiter left counted"
+            );
+            drop(held);
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -55,7 +55,8 @@ pub struct ExportSettings {
     pub mode: AuditMode,
     /// Spans held for export (including the slots reserved by calls in flight).
     pub queue_capacity: usize,
-    /// Most spans sent in one export request.
+    /// Spans in one batch: sent as soon as this many are queued (else after `batch_delay`).
+    /// A backlog leaves up to `BACKLOG_BATCHES` batches per request (cut at 3 MiB).
     pub max_batch: usize,
     /// Longest one export request may take.
     pub export_timeout: Duration,

@@ -126,7 +126,8 @@ async fn strict_refuses_while_the_collector_is_away_and_recovers() {
     .unwrap();
     let ids = SpanIds::new(2);
     receiver.stop().await;
-    // Queue (4) plus the batch in retry (up to 8) may absorb some; the rest are refused.
+    // Queue (4) plus the batch in retry (what the queue held) may absorb some; the rest
+    // are refused.
     let mut refused = 0;
     for _ in 0..64 {
         match trail.reserve() {
