@@ -73,7 +73,7 @@ pub(crate) struct DevCallerArgs {
 /// Arguments of `discreet keys generate`.
 #[derive(Debug, Args)]
 pub(crate) struct GenerateArgs {
-    /// Algorithm: ES256, EdDSA, RS256 (RS384/512), PS256 (PS384/512).
+    /// Algorithm: ES256, ES384, EdDSA, RS256 (RS384/512), PS256 (PS384/512).
     #[arg(long, default_value = "ES256")]
     pub(crate) alg: SigningAlgorithm,
     /// Directory to write the two files into (created if missing).

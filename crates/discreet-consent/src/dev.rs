@@ -19,7 +19,8 @@ const RSA_BITS: usize = 2048;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DevError {
-    /// Key generation is implemented for RS*, PS*, ES256 and EdDSA.
+    /// Key generation is not implemented for this algorithm (it is for every
+    /// [`SigningAlgorithm`] today; the variant stays for callers matching on it).
     #[error("key generation not supported for {0}")]
     UnsupportedAlgorithm(SigningAlgorithm),
     /// The key could not be generated or encoded.
@@ -70,6 +71,31 @@ pub fn generate_keys(algorithm: SigningAlgorithm, kid: &str) -> Result<(String, 
             jwk.insert("x".into(), URL_SAFE_NO_PAD.encode(x).into());
             jwk.insert("y".into(), URL_SAFE_NO_PAD.encode(y).into());
             key.to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| keygen(&e))?
+                .to_string()
+        }
+        SigningAlgorithm::ES384 => {
+            // ring, which verifies P-384 here, also makes the key (no p384 crate needed).
+            use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+            let rng = ring::rand::SystemRandom::new();
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
+                .map_err(|e| keygen(&e))?;
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .map_err(|e| keygen(&e))?;
+            // SEC1 uncompressed: 0x04, then x and y of 48 bytes each.
+            let point = pair.public_key().as_ref();
+            let (Some(x), Some(y)) = (point.get(1..49), point.get(49..97)) else {
+                return Err(DevError::KeyGeneration(
+                    "P-384 point not uncompressed".into(),
+                ));
+            };
+            jwk.insert("kty".into(), "EC".into());
+            jwk.insert("crv".into(), "P-384".into());
+            jwk.insert("x".into(), URL_SAFE_NO_PAD.encode(x).into());
+            jwk.insert("y".into(), URL_SAFE_NO_PAD.encode(y).into());
+            p256::pkcs8::SecretDocument::try_from(pkcs8.as_ref())
+                .and_then(|doc| doc.to_pem("PRIVATE KEY", LineEnding::LF))
                 .map_err(|e| keygen(&e))?
                 .to_string()
         }
@@ -193,7 +219,11 @@ mod tests {
 
     #[test]
     fn generated_keys_mint_verifiable_tokens() {
-        for alg in [SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+        for alg in [
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::ES384,
+            SigningAlgorithm::EdDSA,
+        ] {
             let (pem, jwks) = generate_keys(alg, "k").unwrap();
             let keys = crate::KeySet::from_jwks(jwks.as_bytes(), &SigningAlgorithm::ALL).unwrap();
             let claims = MintClaims::new("i", "a", "s", &["p"], Duration::from_secs(60));
@@ -210,7 +240,6 @@ mod tests {
                 .unwrap();
             assert_eq!(v.token_id, claims.jti);
         }
-        assert!(generate_keys(SigningAlgorithm::ES384, "k").is_err());
         assert!(matches!(
             mint_token(
                 "not a pem",

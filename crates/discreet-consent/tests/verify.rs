@@ -13,12 +13,9 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-const ALGS: [SigningAlgorithm; 4] = [
-    SigningAlgorithm::RS256,
-    SigningAlgorithm::PS256,
-    SigningAlgorithm::ES256,
-    SigningAlgorithm::EdDSA,
-];
+/// Every algorithm the verifier supports: each is accepted when genuine and refused when
+/// tampered with in every way the tests below know.
+const ALGS: [SigningAlgorithm; 9] = SigningAlgorithm::ALL;
 
 fn rules() -> TokenRules {
     TokenRules {
@@ -48,15 +45,12 @@ fn parts(token: &str) -> (serde_json::Value, serde_json::Value, String) {
 
 /// Signs an arbitrary JSON payload with a test key.
 fn sign_json(k: &TestKey, payload: &serde_json::Value) -> String {
-    let mut h = jsonwebtoken::Header::new(match k.alg {
-        SigningAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
-        SigningAlgorithm::PS256 => jsonwebtoken::Algorithm::PS256,
-        SigningAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
-        _ => jsonwebtoken::Algorithm::EdDSA,
-    });
+    let mut h = jsonwebtoken::Header::new(k.alg.as_str().parse().unwrap());
     h.kid = Some(k.kid.clone());
     let key = match k.alg {
-        SigningAlgorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(k.pem.as_bytes()),
+        SigningAlgorithm::ES256 | SigningAlgorithm::ES384 => {
+            jsonwebtoken::EncodingKey::from_ec_pem(k.pem.as_bytes())
+        }
         SigningAlgorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(k.pem.as_bytes()),
         _ => jsonwebtoken::EncodingKey::from_rsa_pem(k.pem.as_bytes()),
     }
@@ -402,5 +396,62 @@ mod arbitrary_input {
                 prop_assert!(token.len() < 8 || !err.to_string().contains(&token));
             }
         }
+    }
+}
+
+#[test]
+fn ecdsa_signatures_in_der_form_are_refused() {
+    use ring::signature::{self, EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let curves: [(
+        SigningAlgorithm,
+        &EcdsaSigningAlgorithm,
+        &EcdsaSigningAlgorithm,
+        &str,
+        usize,
+    ); 2] = [
+        (
+            SigningAlgorithm::ES256,
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            "P-256",
+            32,
+        ),
+        (
+            SigningAlgorithm::ES384,
+            &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            "P-384",
+            48,
+        ),
+    ];
+    for (alg, fixed, der, crv, n) in curves {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(fixed, &rng).unwrap();
+        let pair = |form| EcdsaKeyPair::from_pkcs8(form, pkcs8.as_ref(), &rng).unwrap();
+        let point = pair(fixed).public_key().as_ref().to_vec();
+        let kid = format!("der-{alg}");
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": crv, "kid": kid, "alg": alg.as_str(), "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..=n]),
+            "y": URL_SAFE_NO_PAD.encode(&point[n + 1..]),
+        }]});
+        let keys = discreet_consent::KeySet::from_jwks(jwks.to_string().as_bytes(), &ALGS).unwrap();
+        let header = json!({"alg": alg.as_str(), "typ": "JWT", "kid": kid});
+        let payload = serde_json::to_value(claims("s")).unwrap();
+        let input = format!("{}.{}", b64json(&header), b64json(&payload));
+        let sign = |form| pair(form).sign(&rng, input.as_bytes()).unwrap();
+        // The same key and signing input: the JWS form (r || s, RFC 7518 3.4) verifies...
+        let genuine = craft(header.clone(), payload.clone(), sign(fixed).as_ref());
+        assert!(
+            verifier().verify(&genuine, &keys, now()).is_ok(),
+            "{alg} r || s"
+        );
+        // ...and the DER (ASN.1) encoding of a valid signature does not.
+        let der_signed = craft(header, payload, sign(der).as_ref());
+        assert_eq!(
+            refused(&der_signed, &keys),
+            ConsentError::BadSignature,
+            "{alg} DER"
+        );
     }
 }
