@@ -1,6 +1,6 @@
 //! Durations as written in the configuration file: `250ms`, `2s`, `5m`, `1h`, or a bare
-//! number of seconds. The same grammar as the consent section (discreet-consent keeps its
-//! helper private), so one file never mixes two spellings of time.
+//! number of seconds. The same grammar as the consent section, parsed by the same function
+//! (`discreet_consent::parse_duration`), so one file never mixes two spellings of time.
 
 use std::fmt;
 use std::time::Duration;
@@ -14,19 +14,7 @@ const EXPECTED: &str = "a duration such as 250ms, 2s, 5m or 1h";
 /// Parses `250ms`, `2s`, `5m`, `1h` or a bare number of seconds; `None` for anything else,
 /// including values that overflow.
 pub(crate) fn parse(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    Some(match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    })
+    discreet_consent::parse_duration(text)
 }
 
 /// Writes a duration back in the file's grammar, for error messages.

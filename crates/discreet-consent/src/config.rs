@@ -286,7 +286,10 @@ pub(crate) mod duration {
 
     use serde::{Deserialize, Deserializer};
 
-    pub(crate) fn parse(s: &str) -> Option<Duration> {
+    /// Parses `250ms`, `30s`, `5m`, `1h` or a bare number of seconds; `None` for anything
+    /// else, including values that overflow. The one parser of the configuration's
+    /// durations: `discreet-config` uses it too.
+    pub fn parse(s: &str) -> Option<Duration> {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);

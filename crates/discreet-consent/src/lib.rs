@@ -47,6 +47,7 @@ pub mod source;
 pub use algorithm::{SigningAlgorithm, UnknownAlgorithm};
 pub use caller::{CallerConfig, CallerService};
 pub use claims::{ConsentGrant, VerifiedConsent};
+pub use config::duration::parse as parse_duration;
 pub use config::{
     CacheConfig, ConfigError, ConsentConfig, KeySourceConfig, RevocationSourceConfig,
 };
