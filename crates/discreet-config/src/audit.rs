@@ -38,8 +38,9 @@ pub struct AuditConfig {
     /// at the collector in longer bursts; on a node shared with the collector that showed
     /// in the gateway's p99 (3.1 ms at 128 against 2.0 ms at 32, BENCHMARKS.md). When the
     /// exporter has fallen behind, one request carries up to 8 batches (still cut at 3 MiB),
-    /// so that it catches up instead of the queue growing: it trades a longer decode burst
-    /// at the collector for a queue that stays bounded.
+    /// so that it catches up instead of the queue filling: it trades a longer decode burst
+    /// at the collector for a queue that drains. That request's spans are held beside the
+    /// queue while it is sent (and retried).
     #[serde(default = "default_batch")]
     pub max_batch: usize,
     /// Longest one export request may take before it is retried. Default `5s`.

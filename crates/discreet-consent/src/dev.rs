@@ -94,6 +94,7 @@ pub fn generate_keys(algorithm: SigningAlgorithm, kid: &str) -> Result<(String, 
             jwk.insert("crv".into(), "P-384".into());
             jwk.insert("x".into(), URL_SAFE_NO_PAD.encode(x).into());
             jwk.insert("y".into(), URL_SAFE_NO_PAD.encode(y).into());
+            // DER to PEM only: p256's re-export of the pkcs8 crate, nothing P-256 about it.
             p256::pkcs8::SecretDocument::try_from(pkcs8.as_ref())
                 .and_then(|doc| doc.to_pem("PRIVATE KEY", LineEnding::LF))
                 .map_err(|e| keygen(&e))?
