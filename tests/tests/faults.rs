@@ -987,6 +987,15 @@ async fn garbage_from_the_store_fails_the_call_and_releases_none_of_it() {
         a.message
     ));
     calls += 3;
+
+    // An empty stream answered trailers-only (the status in the response head, as gRPC
+    // servers may): OK with nothing released, not a broken answer.
+    store.set(Arc::new(|_, _| Reply::status(0, "")));
+    let a = stream_call().await;
+    calls += 1;
+    assert_eq!(a.code(), Code::Ok, "empty stream, trailers-only: {a:?}");
+    assert!(a.body.is_empty(), "{a:?}");
+    a.assert_clean("empty stream, trailers-only");
     store.set(clean(Arc::clone(&data)));
     let back = stream_call().await;
     calls += 1;

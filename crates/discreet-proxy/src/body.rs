@@ -9,9 +9,9 @@ use std::{
 };
 
 use bytes::Bytes;
+use h2::RecvStream;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
-use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::{
@@ -22,7 +22,11 @@ use crate::{
 /// Rewrites the store's response stream.
 #[derive(Debug)]
 pub(crate) struct RewriteBody {
-    upstream: Incoming,
+    upstream: RecvStream,
+    /// The store's DATA has ended: next come its trailers.
+    data_ended: bool,
+    /// The response head, when it carried the status itself (trailers-only).
+    trailers_only: Option<HeaderMap>,
     decoder: FrameDecoder,
     enforcer: ResponseEnforcer,
     deadline: Pin<Box<Sleep>>,
@@ -42,7 +46,7 @@ pub(crate) struct RewriteBody {
 
 impl RewriteBody {
     pub(crate) fn new(
-        upstream: Incoming,
+        upstream: RecvStream,
         max_message_bytes: usize,
         enforcer: ResponseEnforcer,
         (deadline, idle_limit): (Pin<Box<Sleep>>, Option<Duration>),
@@ -52,6 +56,8 @@ impl RewriteBody {
     ) -> Self {
         RewriteBody {
             upstream,
+            data_ended: false,
+            trailers_only: None,
             decoder: FrameDecoder::new(max_message_bytes),
             enforcer,
             deadline,
@@ -63,6 +69,12 @@ impl RewriteBody {
             done: false,
             permit,
         }
+    }
+
+    /// The store answered trailers-only: `head` holds its `grpc-status`.
+    pub(crate) fn with_trailers_only(mut self, head: HeaderMap) -> Self {
+        self.trailers_only = Some(head);
+        self
     }
 
     fn fail(&mut self, error: &CallError) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
@@ -158,28 +170,36 @@ impl Body for RewriteBody {
                 });
             }
             this.waiting = true;
-            let polled = Pin::new(&mut this.upstream).poll_frame(cx);
-            let Poll::Ready(polled) = polled else {
+            if !this.data_ended {
+                let Poll::Ready(polled) = this.upstream.poll_data(cx) else {
+                    return Poll::Pending;
+                };
+                this.waiting = false;
+                match polled {
+                    Some(Ok(data)) => {
+                        // What the decoder holds is ours now: the store may send more
+                        // (hyper's body did this for us; with h2 it is the reader's job).
+                        let _ = this.upstream.flow_control().release_capacity(data.len());
+                        this.decoder.push(data);
+                    }
+                    // Reset or connection lost mid-response.
+                    Some(Err(_)) => return this.fail(&CallError::UpstreamUnavailable),
+                    None => this.data_ended = true,
+                }
+                continue;
+            }
+            let Poll::Ready(polled) = this.upstream.poll_trailers(cx) else {
                 return Poll::Pending;
             };
             this.waiting = false;
-            match polled {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => this.decoder.push(data),
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            return this.finish(&trailers);
-                        }
-                    }
-                },
-                // Reset or connection lost mid-response.
-                Some(Err(_)) => return this.fail(&CallError::UpstreamUnavailable),
-                None => {
-                    return this.fail(&CallError::UpstreamProtocol(
-                        "the response ended without a status".into(),
-                    ));
-                }
-            }
+            return match polled {
+                Ok(Some(trailers)) => this.finish(&trailers),
+                Ok(None) if let Some(head) = this.trailers_only.take() => this.finish(&head),
+                Ok(None) => this.fail(&CallError::UpstreamProtocol(
+                    "the response ended without a status".into(),
+                )),
+                Err(_) => this.fail(&CallError::UpstreamUnavailable),
+            };
         }
     }
 

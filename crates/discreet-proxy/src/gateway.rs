@@ -164,6 +164,8 @@ impl Gateway {
             }
         };
         let serving_threads = crate::workers::count(config.limits.worker_threads);
+        let upstream =
+            UpstreamClient::new(upstream_addr.clone(), connect_timeout, serving_threads)?;
         let core = Arc::new(Core {
             routes,
             policy: Arc::clone(&policy),
@@ -175,7 +177,7 @@ impl Gateway {
             )),
             callers,
             consent,
-            upstream: UpstreamClient::new(upstream_addr.clone(), connect_timeout, serving_threads),
+            upstream,
             limits: config.limits.clone(),
             admission: admission(&config.limits, &metrics),
             request_buffer: Arc::new(Semaphore::new(

@@ -22,7 +22,7 @@ use discreet_consent::ConsentService;
 use discreet_policy::LegalBasis;
 use discreet_redact::{extract_strings, last_string};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -251,7 +251,7 @@ impl Core {
                 None => (message, 0),
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let mut upstream_request = Request::new(Full::new(encode(&message)));
+            let mut upstream_request = Request::new(encode(&message));
             *upstream_request.method_mut() = http::Method::POST;
             *upstream_request.uri_mut() = self.upstream.uri(&route.path)?;
             *upstream_request.headers_mut() = metadata::upstream_headers(
@@ -297,6 +297,7 @@ impl Core {
             // ceiling, not by the adaptive limit.
             permit.streaming();
         }
+        let trailers_only = upstream_code(&head.headers).is_some();
         let body = RewriteBody::new(
             upstream_body,
             self.limits.max_message_bytes,
@@ -306,6 +307,11 @@ impl Core {
             decision_id.clone(),
             permit,
         );
+        let body = if trailers_only {
+            body.with_trailers_only(head.headers)
+        } else {
+            body
+        };
         // The store's response headers are not passed on: only what we set here.
         let mut response = Response::new(Body::new(body));
         response.headers_mut().insert(

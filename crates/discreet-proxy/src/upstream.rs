@@ -3,37 +3,70 @@
 //! connection per thread carries its calls without head-of-line trouble worth a pool,
 //! and a call's request and response never leave the thread that serves it
 //! (`workers.rs`).
-use std::{sync::Mutex, time::Duration};
+//!
+//! The client is `h2` itself rather than hyper's client on top of it: hyper hands every
+//! request to its connection task over a channel, spawns a task per request to wait for
+//! the response and hands that back over a oneshot, three wake-ups and two allocations a
+//! call that buy nothing here. With `h2` the call's own task opens the stream, queues
+//! the one request message and awaits the response; only the connection task is shared.
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
-use http_body_util::Full;
-use hyper::{body::Incoming, client::conn::http2::SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use h2::{RecvStream, client::SendRequest};
+use http::{Request, Response, Uri, uri::Authority};
 use tokio::net::TcpStream;
 
 use crate::status::CallError;
 
+/// How often an idle connection is checked with a PING, and how long the answer may
+/// take: a store that went away without closing the socket is noticed within
+/// `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT`, not at the next call's deadline.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection: the handle calls open streams with, and whether its connection task
+/// has ended (a handle to a dead connection fails every call).
+#[derive(Debug, Clone)]
+struct Connection {
+    sender: SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
 /// A live connection to the store, or none yet.
-type Slot = Mutex<Option<SendRequest<Full<Bytes>>>>;
+type Slot = Mutex<Option<Connection>>;
 
 /// The store's address and the live connections to it.
 #[derive(Debug)]
 pub(crate) struct UpstreamClient {
-    authority: String,
+    address: String,
+    authority: Authority,
     connect_timeout: Duration,
     /// One per serving thread, and a last one for calls made anywhere else.
     connections: Vec<Slot>,
 }
 
 impl UpstreamClient {
-    /// `authority` is `host:port`; `workers` is the number of serving threads.
-    pub(crate) fn new(authority: String, connect_timeout: Duration, workers: usize) -> Self {
-        UpstreamClient {
+    /// `address` is `host:port`; `workers` is the number of serving threads.
+    pub(crate) fn new(
+        address: String,
+        connect_timeout: Duration,
+        workers: usize,
+    ) -> Result<Self, String> {
+        let authority = address
+            .parse()
+            .map_err(|_| format!("upstream address {address}: expected host:port"))?;
+        Ok(UpstreamClient {
+            address,
             authority,
             connect_timeout,
             connections: (0..=workers).map(|_| Mutex::new(None)).collect(),
-        }
+        })
     }
 
     /// This thread's connection: each serving thread's connection task runs on that
@@ -44,70 +77,128 @@ impl UpstreamClient {
         &self.connections[i]
     }
 
+    /// The store's URI for a method path (`/package.Service/Method`).
     pub(crate) fn uri(&self, path: &str) -> Result<Uri, CallError> {
-        format!("http://{}{path}", self.authority)
-            .parse()
+        Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
             .map_err(|_| CallError::UnknownMethod(path.to_owned()))
     }
 
-    /// Sends one request; any failure to reach the store is UNAVAILABLE.
+    /// Sends one request with its one message and waits for the response head; any
+    /// failure to reach the store is UNAVAILABLE.
     pub(crate) async fn send(
         &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, CallError> {
-        let mut sender = self.sender().await?;
-        match sender.send_request(request).await {
-            Ok(r) => Ok(r),
+        request: Request<Bytes>,
+    ) -> Result<Response<RecvStream>, CallError> {
+        let Connection { sender, closed } = self.connection().await?;
+        let (head, message) = request.into_parts();
+        let sent = async {
+            let mut sender = sender.ready().await?;
+            let (response, mut stream) =
+                sender.send_request(Request::from_parts(head, ()), false)?;
+            // The message is already whole and bounded by `max_message_bytes`; h2
+            // queues what the store's window cannot take yet.
+            stream.send_data(message, true)?;
+            response.await
+        };
+        match sent.await {
+            Ok(response) => Ok(response),
             Err(e) => {
                 tracing::warn!(error = %e, "profile store request failed");
-                if let Ok(mut guard) = self.slot().lock() {
-                    *guard = None;
+                // A refused or reset stream leaves the connection usable; anything else
+                // (GOAWAY, I/O) means a new one for the next call.
+                if e.is_io() || e.is_go_away() || e.reason().is_none() {
+                    self.forget(&closed);
                 }
                 Err(CallError::UpstreamUnavailable)
             }
         }
     }
 
-    async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
-        if let Ok(guard) = self.slot().lock()
-            && let Some(s) = guard.as_ref()
-            && !s.is_closed()
+    /// Drops the connection whose flag is `closed` from this thread's slot, unless a
+    /// newer one replaced it.
+    fn forget(&self, closed: &Arc<AtomicBool>) {
+        if let Ok(mut guard) = self.slot().lock()
+            && guard
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(&c.closed, closed))
         {
-            return Ok(s.clone());
+            *guard = None;
         }
-        let s = self.connect().await?;
-        if let Ok(mut guard) = self.slot().lock() {
-            *guard = Some(s.clone());
-        }
-        Ok(s)
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
+    async fn connection(&self) -> Result<Connection, CallError> {
+        if let Ok(guard) = self.slot().lock()
+            && let Some(c) = guard.as_ref()
+            && !c.closed.load(Ordering::Acquire)
+        {
+            return Ok(c.clone());
+        }
+        let c = self.connect().await?;
+        if let Ok(mut guard) = self.slot().lock() {
+            *guard = Some(c.clone());
+        }
+        Ok(c)
+    }
+
+    async fn connect(&self) -> Result<Connection, CallError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
             .map_err(|_| CallError::UpstreamUnavailable)?
             .map_err(|e| {
-                tracing::warn!(upstream = %self.authority, error = %e, "cannot connect to the profile store");
+                tracing::warn!(upstream = %self.address, error = %e, "cannot connect to the profile store");
                 CallError::UpstreamUnavailable
             })?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
+        let handshake = h2::client::Builder::new()
             // Flow-control windows bound what one stream can have in flight from the
             // store while the caller reads slowly: 256 KiB per stream, 4 MiB in all.
-            .initial_stream_window_size(256 * 1024)
+            .initial_window_size(256 * 1024)
             .initial_connection_window_size(4 * 1024 * 1024)
-            .adaptive_window(false)
-            .keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .handshake(TokioIo::new(stream))
+            .handshake::<_, Bytes>(stream);
+        let (sender, mut connection) = tokio::time::timeout(self.connect_timeout, handshake)
             .await
-            .map_err(|_| CallError::UpstreamUnavailable)?;
+            .map_err(|_| CallError::UpstreamUnavailable)?
+            .map_err(|e| {
+                tracing::warn!(upstream = %self.address, error = %e, "HTTP/2 handshake with the profile store failed");
+                CallError::UpstreamUnavailable
+            })?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let pings = connection.ping_pong();
+        let ended = Arc::clone(&closed);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "profile store connection ended");
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "profile store connection ended");
+                    }
+                }
+                () = keepalive(pings) => {
+                    tracing::warn!("profile store did not answer a PING in time: connection dropped");
+                }
             }
+            ended.store(true, Ordering::Release);
         });
-        Ok(sender)
+        Ok(Connection { sender, closed })
+    }
+}
+
+/// Returns when a PING goes unanswered for [`KEEPALIVE_TIMEOUT`]; never otherwise. Runs
+/// beside the connection future, which is what reads the PONG.
+async fn keepalive(pings: Option<h2::PingPong>) {
+    let Some(mut pings) = pings else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        match tokio::time::timeout(KEEPALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            // The connection is failing anyway: let its own future say why.
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
+        }
     }
 }
