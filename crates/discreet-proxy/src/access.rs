@@ -10,12 +10,51 @@ use std::{
 };
 
 use discreet_telemetry::{
-    AccessRecord, AuditSlot, AuditTrail, AuditUnavailable, SubjectEvent, TraceContext, attr,
+    AccessRecord, AuditSlot, AuditTrail, AuditUnavailable, FieldLists, SubjectEvent, TraceContext,
+    attr,
     metrics::{CallLabels, LatencyLabels, PurposeLabels},
     push_unique,
 };
 
-use crate::{grants::Grants, plans::CompiledPlan, service::Core, status::CallError};
+use crate::{
+    enforce::Withheld, grants::Grants, plans::CompiledPlan, service::Core, status::CallError,
+};
+
+/// The union of what `plans` released, less what was withheld at run time.
+pub(crate) fn field_lists(
+    plans: &[(Arc<CompiledPlan>, Option<usize>)],
+    withheld: &[Arc<str>],
+    runtime_withheld: &[Arc<str>],
+) -> FieldLists {
+    let (mut kept, mut transformed, mut categories, mut withheld_categories) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (plan, variant) in plans {
+        let served = plan.released(*variant);
+        for p in &served.kept {
+            if !runtime_withheld.contains(p) {
+                push_unique(&mut kept, p);
+            }
+        }
+        for p in &served.transformed {
+            if !runtime_withheld.contains(p) {
+                push_unique(&mut transformed, p);
+            }
+        }
+        for c in &served.categories {
+            push_unique(&mut categories, c);
+        }
+        for c in &served.withheld_categories {
+            push_unique(&mut withheld_categories, c);
+        }
+    }
+    FieldLists::new(
+        kept,
+        transformed,
+        withheld.to_vec(),
+        categories,
+        withheld_categories,
+    )
+}
 
 /// The access record of one call, and its place in the export queue.
 #[derive(Debug)]
@@ -184,38 +223,26 @@ impl AccessLog {
     pub(crate) fn finish_ok(
         &mut self,
         decision: &'static str,
-        withheld_fields: &[Arc<str>],
+        withheld: &Withheld,
         runtime_withheld: &[Arc<str>],
-        (total, released, withheld): (u64, u64, u64),
+        (total, released, withheld_records): (u64, u64, u64),
     ) {
         let r = &mut self.record;
         r.decision = decision;
         r.grpc_status = 0;
         r.records_total = total;
         r.records_released = released;
-        r.records_withheld = withheld;
-        for (plan, variant) in &self.plans {
-            let served = plan.released(*variant);
-            for p in &served.kept {
-                if !runtime_withheld.contains(p) {
-                    push_unique(&mut r.fields_released, p);
-                }
+        r.records_withheld = withheld_records;
+        r.fields = match (self.plans.as_slice(), withheld) {
+            // One plan variant served every released record, nothing withheld at run
+            // time: its lists, made when it was compiled.
+            ([(plan, variant)], Withheld::Plan(p, v))
+                if Arc::ptr_eq(plan, p) && variant == v && runtime_withheld.is_empty() =>
+            {
+                plan.lists(*variant)
             }
-            for p in &served.transformed {
-                if !runtime_withheld.contains(p) {
-                    push_unique(&mut r.fields_transformed, p);
-                }
-            }
-            for c in &served.categories {
-                push_unique(&mut r.categories_released, c);
-            }
-            for c in &served.withheld_categories {
-                push_unique(&mut r.categories_withheld, c);
-            }
-        }
-        for p in withheld_fields {
-            push_unique(&mut r.fields_withheld, p);
-        }
+            (plans, withheld) => Arc::new(field_lists(plans, withheld.paths(), runtime_withheld)),
+        };
         self.close();
     }
 
@@ -291,13 +318,13 @@ impl AccessLog {
                 decision: r.decision,
             })
             .observe(self.started.elapsed().as_secs_f64());
-        if !r.fields_withheld.is_empty() {
+        if !r.fields.withheld().is_empty() {
             metrics
                 .fields_withheld
                 .get_or_create(&PurposeLabels {
                     purpose: Arc::clone(&purpose),
                 })
-                .inc_by(r.fields_withheld.len() as u64);
+                .inc_by(r.fields.withheld().len() as u64);
         }
         if r.records_withheld > 0 {
             metrics

@@ -23,6 +23,82 @@ use crate::{
 /// The most bytes of withheld field paths put in one trailer; past it the list ends `...`.
 const MAX_WITHHELD_TRAILER: usize = 4096;
 
+/// The `x-discreet-withheld-fields` trailer for `paths`: comma-separated, cut at
+/// [`MAX_WITHHELD_TRAILER`] bytes with a closing `...`; none for no paths.
+pub(crate) fn withheld_trailer(paths: &[Arc<str>]) -> Option<HeaderValue> {
+    if paths.is_empty() {
+        return None;
+    }
+    let mut list = String::new();
+    for p in paths {
+        if list.len() + p.len() + 1 > MAX_WITHHELD_TRAILER {
+            list.push_str(",...");
+            break;
+        }
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(p);
+    }
+    HeaderValue::from_str(&list).ok()
+}
+
+/// The paths a call has withheld so far. While every released record was served by one
+/// plan variant with nothing withheld at run time (a unary read always; most streams)
+/// they are that plan's own list, shared: nothing is copied per record or per call, and
+/// the trailer and the span's lists come ready-made with the plan.
+#[derive(Debug, Default)]
+pub(crate) enum Withheld {
+    #[default]
+    Nothing,
+    Plan(Arc<CompiledPlan>, Option<usize>),
+    Paths(Vec<Arc<str>>),
+}
+
+impl Withheld {
+    pub(crate) fn paths(&self) -> &[Arc<str>] {
+        match self {
+            Withheld::Nothing => &[],
+            Withheld::Plan(plan, variant) => plan.withheld(*variant),
+            Withheld::Paths(paths) => paths,
+        }
+    }
+
+    /// A record served by `plan` (`variant`), with `runtime` withheld at run time too.
+    pub(crate) fn add(
+        &mut self,
+        plan: &Arc<CompiledPlan>,
+        variant: Option<usize>,
+        runtime: &[Arc<str>],
+    ) {
+        match self {
+            Withheld::Nothing if runtime.is_empty() => {
+                *self = Withheld::Plan(Arc::clone(plan), variant);
+            }
+            Withheld::Plan(p, v) if runtime.is_empty() && Arc::ptr_eq(p, plan) && *v == variant => {
+            }
+            _ => {
+                let mut paths = match std::mem::take(self) {
+                    Withheld::Paths(paths) => paths,
+                    other => other.paths().to_vec(),
+                };
+                for path in plan.withheld(variant).iter().chain(runtime) {
+                    discreet_telemetry::push_unique(&mut paths, path);
+                }
+                *self = Withheld::Paths(paths);
+            }
+        }
+    }
+
+    fn trailer(&self) -> Option<HeaderValue> {
+        match self {
+            Withheld::Nothing => None,
+            Withheld::Plan(plan, variant) => plan.withheld_trailer(*variant),
+            Withheld::Paths(paths) => withheld_trailer(paths),
+        }
+    }
+}
+
 /// What happened to one record.
 enum Verdict {
     Released,
@@ -44,7 +120,7 @@ pub(crate) struct ResponseEnforcer {
     /// Withheld before the call reached the store (batch subjects without a grant).
     pub(crate) withheld_records: u64,
     pub(crate) released_records: u64,
-    withheld_fields: Vec<Arc<str>>,
+    withheld_fields: Withheld,
     /// Leaf paths withheld at run time (stale data), for the access span.
     runtime_withheld: Vec<Arc<str>>,
     records_total: u64,
@@ -81,7 +157,7 @@ impl ResponseEnforcer {
             now,
             withheld_records: withheld_before,
             released_records: 0,
-            withheld_fields: Vec::new(),
+            withheld_fields: Withheld::Nothing,
             runtime_withheld: Vec::new(),
             records_total: withheld_before,
             access,
@@ -187,11 +263,8 @@ impl ResponseEnforcer {
         match outcome {
             RecordOutcome::Released => {
                 self.released_records += 1;
-                for path in plan.withheld(variant) {
-                    self.note_withheld(path);
-                }
+                self.withheld_fields.add(&plan, variant, &runtime);
                 for path in &runtime {
-                    self.note_withheld(path);
                     discreet_telemetry::push_unique(&mut self.runtime_withheld, path);
                 }
                 self.access.record_served(&plan, variant);
@@ -231,39 +304,20 @@ impl ResponseEnforcer {
         Ok(plan)
     }
 
-    fn note_withheld(&mut self, path: &Arc<str>) {
-        if !self.withheld_fields.iter().any(|p| p == path) {
-            self.withheld_fields.push(Arc::clone(path));
-        }
-    }
-
     /// The trailers of a call that completed: OK, plus what was withheld. Closes the
     /// access span.
     pub(crate) fn finish_ok(&mut self, decision_id: &HeaderValue) -> HeaderMap {
         let mut t = HeaderMap::with_capacity(6);
         t.insert("grpc-status", status_value(tonic::Code::Ok));
         t.insert(metadata::DECISION_ID, decision_id.clone());
-        let partial = self.withheld_records > 0 || !self.withheld_fields.is_empty();
+        let partial = self.withheld_records > 0 || !self.withheld_fields.paths().is_empty();
         let decision = if partial { "partial" } else { "allowed" };
         t.insert(metadata::DECISION, HeaderValue::from_static(decision));
         if let Ok(v) = HeaderValue::from_str(&self.active.policy.version) {
             t.insert(metadata::POLICY_VERSION, v);
         }
-        if !self.withheld_fields.is_empty() {
-            let mut list = String::new();
-            for p in &self.withheld_fields {
-                if list.len() + p.len() + 1 > MAX_WITHHELD_TRAILER {
-                    list.push_str(",...");
-                    break;
-                }
-                if !list.is_empty() {
-                    list.push(',');
-                }
-                list.push_str(p);
-            }
-            if let Ok(v) = HeaderValue::from_str(&list) {
-                t.insert(metadata::WITHHELD_FIELDS, v);
-            }
+        if let Some(v) = self.withheld_fields.trailer() {
+            t.insert(metadata::WITHHELD_FIELDS, v);
         }
         if self.route.server_streaming
             || matches!(self.route.response, ResponseShape::Envelope { .. })

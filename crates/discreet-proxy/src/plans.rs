@@ -4,10 +4,14 @@ use std::sync::Arc;
 
 use discreet_policy::{Action, ConsentGrant, PurposePlan};
 use discreet_schema::Schema;
-use discreet_telemetry::metrics::{GatewayMetrics, ResultLabels};
+use discreet_telemetry::{
+    FieldLists,
+    metrics::{GatewayMetrics, ResultLabels},
+};
+use http::HeaderValue;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::policy_state::ActivePolicy;
+use crate::{enforce::withheld_trailer, policy_state::ActivePolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PlanKey {
@@ -27,6 +31,10 @@ pub(crate) struct CompiledPlan {
     withheld: Vec<Vec<Arc<str>>>,
     /// What each plan (same indexing) releases, for the access span.
     released: Vec<Released>,
+    /// The access span's field lists of a call served by this plan alone (same indexing).
+    lists: Vec<Arc<FieldLists>>,
+    /// The `x-discreet-withheld-fields` trailer of such a call (same indexing).
+    withheld_trailers: Vec<Option<HeaderValue>>,
 }
 
 /// What one plan lets out, worked out once per plan: leaf paths kept as they are, leaf
@@ -79,6 +87,19 @@ impl CompiledPlan {
         self.released
             .get(i)
             .unwrap_or_else(|| NONE.get_or_init(Released::default))
+    }
+
+    /// The access span's field lists of a call whose released records this plan variant
+    /// alone served, with nothing withheld at run time.
+    pub(crate) fn lists(&self, variant: Option<usize>) -> Arc<FieldLists> {
+        let i = variant.map_or(0, |v| v + 1);
+        self.lists.get(i).map_or_else(FieldLists::none, Arc::clone)
+    }
+
+    /// The withheld-fields trailer of such a call.
+    pub(crate) fn withheld_trailer(&self, variant: Option<usize>) -> Option<HeaderValue> {
+        let i = variant.map_or(0, |v| v + 1);
+        self.withheld_trailers.get(i).cloned().flatten()
     }
 
     /// What the plan that served a record (see `PurposePlan::apply_variant`) withholds.
@@ -181,10 +202,26 @@ impl PlanCache {
             released.push(Released::from_explained(&explained));
             withheld.push(withheld_paths(explained));
         }
+        let lists = released
+            .iter()
+            .zip(&withheld)
+            .map(|(r, w)| {
+                Arc::new(FieldLists::new(
+                    r.kept.clone(),
+                    r.transformed.clone(),
+                    w.clone(),
+                    r.categories.clone(),
+                    r.withheld_categories.clone(),
+                ))
+            })
+            .collect();
+        let withheld_trailers = withheld.iter().map(|w| withheld_trailer(w)).collect();
         Ok(Arc::new(CompiledPlan {
             plan,
             withheld,
             released,
+            lists,
+            withheld_trailers,
         }))
     }
 }
@@ -221,6 +258,7 @@ fn withheld_paths(explained: Vec<discreet_policy::Explanation>) -> Vec<Arc<str>>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use discreet_policy::{Because, Explanation, FieldDecision};
@@ -251,5 +289,97 @@ mod tests {
         ]);
         let got: Vec<&str> = got.iter().map(|s| &**s).collect();
         assert_eq!(got, ["contact.phone", "contact.address", "orders", "iban"]);
+    }
+
+    /// Every plan of the shipped policy, every purpose, every jurisdiction variant.
+    fn shipped_plans() -> Vec<(Arc<CompiledPlan>, Option<usize>)> {
+        let schema =
+            Arc::new(Schema::from_descriptor_set(discreet_proto::FILE_DESCRIPTOR_SET).unwrap());
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/policy.yaml");
+        let state = crate::policy_state::PolicyState::load(&path, Arc::clone(&schema)).unwrap();
+        let active = state.current();
+        let cache = PlanCache::new(256, schema, Arc::from(&b"test secret"[..]), None);
+        let record_type: Arc<str> = Arc::from("profile.v1.Profile");
+        let mut plans = Vec::new();
+        for purpose in active.policy.purposes.keys() {
+            let grant = ConsentGrant {
+                purposes: [purpose.clone()].into(),
+                special_categories: std::collections::BTreeSet::new(),
+            };
+            let plan = cache
+                .get(&active, &record_type, &Arc::from(purpose.as_str()), &grant)
+                .unwrap();
+            plans.push((Arc::clone(&plan), None));
+            for v in 0..plan.plan.variant_jurisdictions().count() {
+                plans.push((Arc::clone(&plan), Some(v)));
+            }
+        }
+        plans
+    }
+
+    /// A call served by one plan variant takes the plan's ready-made lists and trailer;
+    /// they must be exactly what building them for that call would give.
+    #[test]
+    fn a_plan_s_ready_made_lists_are_what_a_call_would_build() {
+        let plans = shipped_plans();
+        assert!(
+            plans.len() > 6,
+            "the shipped policy has variants: {}",
+            plans.len()
+        );
+        let mut withholding = 0;
+        for (plan, variant) in &plans {
+            let one = [(Arc::clone(plan), *variant)];
+            let built = crate::access::field_lists(&one, plan.withheld(*variant), &[]);
+            assert_eq!(*plan.lists(*variant), built, "variant {variant:?}");
+            assert_eq!(
+                plan.withheld_trailer(*variant),
+                crate::enforce::withheld_trailer(plan.withheld(*variant))
+            );
+            withholding += usize::from(!plan.withheld(*variant).is_empty());
+        }
+        assert!(
+            withholding > 0,
+            "no plan withholds anything: a vacuous test"
+        );
+    }
+
+    /// Records of one plan variant keep the plan's list; a second variant or a field
+    /// withheld at run time turns it into the union, each path once.
+    #[test]
+    fn withheld_paths_stay_shared_until_a_second_plan_serves() {
+        use crate::enforce::Withheld;
+        let plans = shipped_plans();
+        let (a, va) = plans
+            .iter()
+            .find(|(p, v)| !p.withheld(*v).is_empty())
+            .cloned()
+            .unwrap();
+        let (b, vb) = plans
+            .iter()
+            .find(|(p, v)| p.withheld(*v) != a.withheld(va) && !p.withheld(*v).is_empty())
+            .cloned()
+            .unwrap();
+        let mut w = Withheld::default();
+        w.add(&a, va, &[]);
+        w.add(&a, va, &[]);
+        assert!(matches!(w, Withheld::Plan(..)), "{w:?}");
+        assert_eq!(w.paths(), a.withheld(va));
+
+        w.add(&b, vb, &[]);
+        let mut union: Vec<Arc<str>> = a.withheld(va).to_vec();
+        for p in b.withheld(vb) {
+            discreet_telemetry::push_unique(&mut union, p);
+        }
+        assert!(matches!(w, Withheld::Paths(_)), "{w:?}");
+        assert_eq!(w.paths(), union.as_slice());
+
+        let stale: Arc<str> = Arc::from("a.path.withheld.at.run.time");
+        let mut w = Withheld::default();
+        w.add(&a, va, std::slice::from_ref(&stale));
+        assert!(matches!(w, Withheld::Paths(_)), "{w:?}");
+        assert_eq!(w.paths().last(), Some(&stale));
+        assert_eq!(w.paths().len(), a.withheld(va).len() + 1);
     }
 }

@@ -26,7 +26,7 @@ pub mod receiver;
 mod span;
 
 pub use audit_key::{AuditKey, AuditKeyError, MIN_AUDIT_KEY_BYTES};
-pub use record::{AccessRecord, ShadowOutcome, SubjectEvent, push_unique};
+pub use record::{AccessRecord, FieldLists, ShadowOutcome, SubjectEvent, push_unique};
 pub use trace_context::{SpanIds, TraceContext};
 
 #[cfg(feature = "export")]

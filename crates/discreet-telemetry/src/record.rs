@@ -1,7 +1,10 @@
 //! One access, as plain data: what the gateway fills in while it serves a call and hands
 //! to the exporter when the call ends. No I/O here, so the record can be built and tested
 //! without a collector; `span.rs` turns it into an OpenTelemetry span.
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
 
 use crate::trace_context::TraceContext;
 
@@ -34,17 +37,105 @@ pub struct AccessRecord {
     pub events: Vec<SubjectEvent>,
     /// Events already sent on continuation spans.
     pub continued_events: u64,
-    pub fields_released: Vec<Arc<str>>,
-    pub fields_transformed: Vec<Arc<str>>,
-    pub fields_withheld: Vec<Arc<str>>,
-    pub categories_released: Vec<Arc<str>>,
-    pub categories_withheld: Vec<Arc<str>>,
+    /// What went out and what did not, by leaf path and category.
+    pub fields: Arc<FieldLists>,
     pub records_total: u64,
     pub records_released: u64,
     pub records_withheld: u64,
     pub shadow: Option<ShadowOutcome>,
     pub audit_key_id: Arc<str>,
 }
+
+/// What a call released and withheld: leaf paths kept, leaf paths transformed, paths
+/// withheld, and the categories released and withheld. Every call served by one plan says
+/// the same, so a plan builds its lists once and its calls share them (an `Arc` each,
+/// rather than some eighty `Arc<str>` clones and drops per call, on counters that every
+/// serving thread touches), and the span attributes they become are encoded once too.
+#[derive(Debug, Default)]
+pub struct FieldLists {
+    released: Vec<Arc<str>>,
+    transformed: Vec<Arc<str>>,
+    withheld: Vec<Arc<str>>,
+    categories_released: Vec<Arc<str>>,
+    categories_withheld: Vec<Arc<str>>,
+    /// The five as encoded span attributes, made on first use.
+    encoded: OnceLock<Vec<u8>>,
+}
+
+impl FieldLists {
+    /// Lists in the order the span gives them; each should hold no duplicates.
+    #[must_use]
+    pub fn new(
+        released: Vec<Arc<str>>,
+        transformed: Vec<Arc<str>>,
+        withheld: Vec<Arc<str>>,
+        categories_released: Vec<Arc<str>>,
+        categories_withheld: Vec<Arc<str>>,
+    ) -> Self {
+        FieldLists {
+            released,
+            transformed,
+            withheld,
+            categories_released,
+            categories_withheld,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// The lists of a call that released nothing and withheld nothing by field (shared).
+    #[must_use]
+    pub fn none() -> Arc<FieldLists> {
+        static NONE: OnceLock<Arc<FieldLists>> = OnceLock::new();
+        Arc::clone(NONE.get_or_init(Arc::default))
+    }
+
+    /// Leaf paths released as they are.
+    #[must_use]
+    pub fn released(&self) -> &[Arc<str>] {
+        &self.released
+    }
+
+    /// Leaf paths released transformed (masked, generalised, pseudonymised).
+    #[must_use]
+    pub fn transformed(&self) -> &[Arc<str>] {
+        &self.transformed
+    }
+
+    /// Paths withheld.
+    #[must_use]
+    pub fn withheld(&self) -> &[Arc<str>] {
+        &self.withheld
+    }
+
+    /// Categories of what was released.
+    #[must_use]
+    pub fn categories_released(&self) -> &[Arc<str>] {
+        &self.categories_released
+    }
+
+    /// Categories of what was withheld.
+    #[must_use]
+    pub fn categories_withheld(&self) -> &[Arc<str>] {
+        &self.categories_withheld
+    }
+
+    /// The non-empty lists as encoded `Span.attributes`, encoded on the first call.
+    pub(crate) fn encoded(&self, encode: impl FnOnce(&FieldLists) -> Vec<u8>) -> &[u8] {
+        self.encoded.get_or_init(|| encode(self))
+    }
+}
+
+impl PartialEq for FieldLists {
+    fn eq(&self, other: &Self) -> bool {
+        self.released == other.released
+            && self.transformed == other.transformed
+            && self.withheld == other.withheld
+            && self.categories_released == other.categories_released
+            && self.categories_withheld == other.categories_withheld
+    }
+}
+
+impl Eq for FieldLists {}
 
 /// One subject the call touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,11 +201,7 @@ impl AccessRecord {
             token_ids: Vec::new(),
             events: Vec::new(),
             continued_events: 0,
-            fields_released: Vec::new(),
-            fields_transformed: Vec::new(),
-            fields_withheld: Vec::new(),
-            categories_released: Vec::new(),
-            categories_withheld: Vec::new(),
+            fields: FieldLists::none(),
             records_total: 0,
             records_released: 0,
             records_withheld: 0,

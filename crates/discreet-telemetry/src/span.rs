@@ -12,7 +12,7 @@ use crate::{
         FLAGS_HAS_IS_REMOTE, FLAGS_IS_REMOTE, FLAGS_SAMPLED, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER,
         STATUS_CODE_ERROR, Writer,
     },
-    record::{AccessRecord, SubjectEvent},
+    record::{AccessRecord, FieldLists, SubjectEvent},
 };
 
 /// `Span.attributes`, `Event.attributes`.
@@ -48,17 +48,9 @@ pub fn access_span(record: &AccessRecord) -> Vec<u8> {
     if !record.token_ids.is_empty() {
         w.attr_strs(a, attr::CONSENT_TOKEN_IDS, &record.token_ids);
     }
-    for (key, values) in [
-        (attr::FIELDS_RELEASED, &record.fields_released),
-        (attr::FIELDS_TRANSFORMED, &record.fields_transformed),
-        (attr::FIELDS_WITHHELD, &record.fields_withheld),
-        (attr::CATEGORIES_RELEASED, &record.categories_released),
-        (attr::CATEGORIES_WITHHELD, &record.categories_withheld),
-    ] {
-        if !values.is_empty() {
-            w.attr_strs(a, key, values);
-        }
-    }
+    // Shared by every call of the plan that served this one, and encoded once.
+    w.buf
+        .extend_from_slice(record.fields.encoded(field_list_attributes));
     w.attr_int(a, attr::RECORDS_TOTAL, int(record.records_total));
     w.attr_int(a, attr::RECORDS_RELEASED, int(record.records_released));
     w.attr_int(a, attr::RECORDS_WITHHELD, int(record.records_withheld));
@@ -94,6 +86,23 @@ pub fn access_span(record: &AccessRecord) -> Vec<u8> {
         });
     }
     LAST_ACCESS_SPAN_LEN.store(w.buf.len(), Ordering::Relaxed);
+    w.buf
+}
+
+/// The field and category lists as `Span.attributes`, each left out when empty.
+fn field_list_attributes(lists: &FieldLists) -> Vec<u8> {
+    let mut w = Writer::with_capacity(1024);
+    for (key, values) in [
+        (attr::FIELDS_RELEASED, lists.released()),
+        (attr::FIELDS_TRANSFORMED, lists.transformed()),
+        (attr::FIELDS_WITHHELD, lists.withheld()),
+        (attr::CATEGORIES_RELEASED, lists.categories_released()),
+        (attr::CATEGORIES_WITHHELD, lists.categories_withheld()),
+    ] {
+        if !values.is_empty() {
+            w.attr_strs(SPAN_ATTRIBUTES, key, values);
+        }
+    }
     w.buf
 }
 

@@ -5,8 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use discreet_telemetry::{
-    AccessRecord, AuditMode, AuditTrail, ExportSettings, SpanIds, SubjectEvent, TraceContext, attr,
-    metrics::GatewayMetrics, receiver::OtlpReceiver,
+    AccessRecord, AuditMode, AuditTrail, ExportSettings, FieldLists, SpanIds, SubjectEvent,
+    TraceContext, attr, metrics::GatewayMetrics, receiver::OtlpReceiver,
 };
 
 fn settings(endpoint: String, mode: AuditMode, queue: usize) -> ExportSettings {
@@ -45,7 +45,13 @@ fn record(ids: &SpanIds) -> AccessRecord {
         token_id: Some("jti-1".into()),
         consent_version: Some(3),
     });
-    r.fields_released = vec!["contact.email".into()];
+    r.fields = Arc::new(FieldLists::new(
+        vec!["contact.email".into()],
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    ));
     r
 }
 
