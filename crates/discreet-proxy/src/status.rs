@@ -171,7 +171,17 @@ fn consent_code(e: &ConsentError) -> Code {
 
 /// `grpc-status` for `code`.
 pub(crate) fn status_value(code: Code) -> HeaderValue {
-    HeaderValue::from(code as i32)
+    // Static text: `HeaderValue::from(i32)` allocates, and every call sends one.
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    usize::try_from(code as i32)
+        .ok()
+        .and_then(|i| CODES.get(i))
+        .map_or_else(
+            || HeaderValue::from(code as i32),
+            |s| HeaderValue::from_static(s),
+        )
 }
 
 /// Percent-encodes a `grpc-message` as the gRPC HTTP/2 protocol asks: every byte outside
@@ -230,6 +240,13 @@ mod tests {
             CallError::UpstreamStatus(Code::NotFound).code(),
             Code::NotFound
         );
+    }
+
+    #[test]
+    fn every_status_code_is_its_decimal_text() {
+        for n in 0..=16 {
+            assert_eq!(status_value(Code::from_i32(n)), n.to_string().as_str());
+        }
     }
 
     #[test]

@@ -213,11 +213,18 @@ impl ExportPrefix {
     /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans: [{ scope,
     /// spans }] }] }`, each of `spans` an encoded `Span` (without tag or length).
     pub(crate) fn request<S: AsRef<[u8]>>(&self, spans: &[S]) -> Vec<u8> {
-        let body: usize = spans.iter().map(|s| s.as_ref().len() + 6).sum();
-        let mut w = Writer::with_capacity(body + self.resource.len() + self.scope.len() + 16);
-        w.message(1, |resource_spans| {
+        // Lengths worked out first: a request is up to a few hundred KiB, and a nested
+        // message whose length prefix outgrows its byte would shift all of it, twice.
+        let scope_spans = self.scope.len()
+            + spans
+                .iter()
+                .map(|s| delimited(s.as_ref().len()))
+                .sum::<usize>();
+        let resource_spans = self.resource.len() + delimited(scope_spans);
+        let mut w = Writer::with_capacity(delimited(resource_spans));
+        w.message_of_len(1, resource_spans, |resource_spans| {
             resource_spans.buf.extend_from_slice(&self.resource);
-            resource_spans.message(2, |scope_spans| {
+            resource_spans.message_of_len(2, scope_spans, |scope_spans| {
                 scope_spans.buf.extend_from_slice(&self.scope);
                 for span in spans {
                     scope_spans.bytes(2, span.as_ref());
@@ -303,6 +310,30 @@ mod tests {
             (u64::MAX, 10),
         ] {
             assert_eq!(varint_len(v), len, "{v}");
+        }
+    }
+
+    /// Requests of every size class: the lengths at both levels are worked out before the
+    /// bytes are written, and must be exact at one, two and three length bytes.
+    #[test]
+    fn export_requests_of_any_size_decode_whole() {
+        let prefix = ExportPrefix::new(&[("service.name", "discreet")], "discreet.audit", "1");
+        for (count, text) in [
+            (0, 0),
+            (1, 10),
+            (1, 200),
+            (3, 5_000),
+            (40, 3_000),
+            (300, 3_000),
+        ] {
+            let mut span = Writer::default();
+            span.string(5, &"s".repeat(text));
+            let spans = vec![span.buf; count];
+            let bytes = prefix.request(&spans);
+            let request = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+            let got = &request.resource_spans[0].scope_spans[0].spans;
+            assert_eq!(got.len(), count, "{count} x {text}");
+            assert!(got.iter().all(|s| s.name.len() == text), "{count} x {text}");
         }
     }
 
