@@ -996,6 +996,23 @@ async fn garbage_from_the_store_fails_the_call_and_releases_none_of_it() {
     assert_eq!(a.code(), Code::Ok, "empty stream, trailers-only: {a:?}");
     assert!(a.body.is_empty(), "{a:?}");
     a.assert_clean("empty stream, trailers-only");
+    // A status in the head of a stream that then sends a record and ends without
+    // trailers: not a gRPC answer, whatever the head says. Nothing of it goes out.
+    let reply = Reply {
+        headers: vec![
+            ("content-type".into(), "application/grpc".into()),
+            ("grpc-status".into(), "0".into()),
+        ],
+        data: vec![grpc_frame(&with_extras(&first[0]))],
+        end: End::Bare,
+        ..Reply::ok(Vec::new())
+    };
+    store.set(Arc::new(move |_, _| reply.clone()));
+    let a = stream_call().await;
+    calls += 1;
+    assert_eq!(a.code(), Code::Internal, "a status in an open head: {a:?}");
+    assert!(a.body.is_empty(), "{a:?}");
+    a.assert_clean("a status in an open head");
     store.set(clean(Arc::clone(&data)));
     let back = stream_call().await;
     calls += 1;

@@ -94,7 +94,11 @@ impl DecisionIds {
 
     pub(crate) fn next(&self) -> http::HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        http::HeaderValue::from_str(&format!("{}-{n:012x}", self.prefix))
-            .unwrap_or(http::HeaderValue::from_static("unknown"))
+        let mut id = http::HeaderValue::from_str(&format!("{}-{n:012x}", self.prefix))
+            .unwrap_or(http::HeaderValue::from_static("unknown"));
+        // Never the same twice: kept out of HPACK tables (ours and the caller's), where
+        // every call's id would only push out entries worth keeping.
+        id.set_sensitive(true);
+        id
     }
 }

@@ -38,8 +38,10 @@ pub(crate) fn upstream_headers(
     out.insert(http::header::TE, HeaderValue::from_static("trailers"));
     // At most 8 digits on the wire; our caps are far below that.
     if let Some(ms) = timeout_ms
-        && let Ok(v) = HeaderValue::from_str(&format!("{}m", ms.clamp(1, 99_999_999)))
+        && let Ok(mut v) = HeaderValue::from_str(&format!("{}m", ms.clamp(1, 99_999_999)))
     {
+        // The time left, so different on nearly every call: kept out of the HPACK table.
+        v.set_sensitive(true);
         out.insert(HeaderName::from_static("grpc-timeout"), v);
     }
     for name in FORWARDED {

@@ -21,6 +21,25 @@ struct PlanKey {
     grant: ConsentGrant,
 }
 
+/// A [`PlanKey`] borrowed from the call, for the lookup: the same fields in the same order,
+/// so it hashes as the owned key does, and a hit (nearly every call) clones no grant.
+#[derive(Hash)]
+struct PlanKeyRef<'a> {
+    generation: u64,
+    record_type: &'a str,
+    purpose: &'a str,
+    grant: &'a ConsentGrant,
+}
+
+impl equivalent::Equivalent<PlanKey> for PlanKeyRef<'_> {
+    fn equivalent(&self, key: &PlanKey) -> bool {
+        self.generation == key.generation
+            && self.record_type == &*key.record_type
+            && self.purpose == &*key.purpose
+            && *self.grant == key.grant
+    }
+}
+
 /// A plan plus what it withholds, worked out once per plan for the trailers.
 #[derive(Debug)]
 pub(crate) struct CompiledPlan {
@@ -60,8 +79,10 @@ impl Released {
                     }
                     continue;
                 }
-                Action::Keep => r.kept.push(path),
-                _ => r.transformed.push(path),
+                // Each leaf is explained once; de-duplicated all the same, since calls
+                // served by this plan alone take these lists as they are.
+                Action::Keep => discreet_telemetry::push_unique(&mut r.kept, &path),
+                _ => discreet_telemetry::push_unique(&mut r.transformed, &path),
             }
             if let Some(c) = &category {
                 discreet_telemetry::push_unique(&mut r.categories, c);
@@ -150,6 +171,16 @@ impl PlanCache {
         purpose: &Arc<str>,
         grant: &ConsentGrant,
     ) -> Result<Arc<CompiledPlan>, String> {
+        let probe = PlanKeyRef {
+            generation: active.generation,
+            record_type,
+            purpose,
+            grant,
+        };
+        if let Some(plan) = self.cache.get(&probe) {
+            self.hits.inc();
+            return Ok(plan);
+        }
         let key = PlanKey {
             generation: active.generation,
             record_type: Arc::clone(record_type),
@@ -316,6 +347,54 @@ mod tests {
             }
         }
         plans
+    }
+
+    /// The borrowed lookup key hashes and compares as the owned key, so a cached plan is
+    /// found without building one: the second lookup returns the same plan.
+    #[test]
+    fn a_borrowed_key_finds_the_cached_plan() {
+        use std::hash::BuildHasher;
+        let grant = ConsentGrant {
+            purposes: ["personalize".to_owned(), "analytics".to_owned()].into(),
+            special_categories: ["user.health".to_owned()].into(),
+        };
+        let owned = PlanKey {
+            generation: 3,
+            record_type: Arc::from("profile.v1.Profile"),
+            purpose: Arc::from("personalize"),
+            grant: grant.clone(),
+        };
+        let borrowed = PlanKeyRef {
+            generation: 3,
+            record_type: "profile.v1.Profile",
+            purpose: "personalize",
+            grant: &grant,
+        };
+        let h = std::collections::hash_map::RandomState::new();
+        assert_eq!(h.hash_one(&owned), h.hash_one(&borrowed));
+        assert!(equivalent::Equivalent::equivalent(&borrowed, &owned));
+        let other = PlanKeyRef {
+            purpose: "analytics",
+            ..borrowed
+        };
+        assert!(!equivalent::Equivalent::equivalent(&other, &owned));
+
+        let schema =
+            Arc::new(Schema::from_descriptor_set(discreet_proto::FILE_DESCRIPTOR_SET).unwrap());
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/policy.yaml");
+        let state = crate::policy_state::PolicyState::load(&path, Arc::clone(&schema)).unwrap();
+        let active = state.current();
+        let cache = PlanCache::new(16, schema, Arc::from(&b"test secret"[..]), None);
+        let (record_type, purpose) = (Arc::from("profile.v1.Profile"), Arc::from("personalize"));
+        let first = cache.get(&active, &record_type, &purpose, &grant).unwrap();
+        let again = cache
+            .get(&active, &record_type, &purpose, &grant.clone())
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second lookup compiled anew"
+        );
     }
 
     /// A call served by one plan variant takes the plan's ready-made lists and trailer;

@@ -145,7 +145,7 @@ impl Core {
                 if let Some(mut access) = access.take() {
                     access.finish_err(&e);
                 }
-                tracing::info!(decision.id = ?decision_id, grpc.code = ?e.code(), "call refused: {e}");
+                tracing::info!(decision.id = decision_id.to_str().unwrap_or("unknown"), grpc.code = ?e.code(), "call refused: {e}");
                 trailers_only(&e, &decision_id)
             }
         }
@@ -168,7 +168,7 @@ impl Core {
             .get(request.uri().path())
             .cloned()
             .ok_or_else(|| CallError::UnknownMethod(request.uri().path().to_owned()))?;
-        tracing::debug!(method = %route.path, kind = ?route.kind, decision.id = ?decision_id, "routed");
+        tracing::debug!(method = %route.path, kind = ?route.kind, decision.id = decision_id.to_str().unwrap_or("unknown"), "routed");
         if let Some(access) = access_slot.as_mut() {
             access.method_kind(match route.kind {
                 discreet_config::MethodKind::Read => "read",
@@ -262,7 +262,9 @@ impl Core {
                     .then(|| u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
             );
             // The store's spans become children of the access span, in the same trace.
-            if let Ok(v) = HeaderValue::from_str(&access.trace().upstream_traceparent()) {
+            if let Ok(mut v) = HeaderValue::from_str(&access.trace().upstream_traceparent()) {
+                // New on every call: not worth a place in the store connection's HPACK table.
+                v.set_sensitive(true);
                 upstream_request.headers_mut().insert("traceparent", v);
             }
             let response = self.upstream.send(upstream_request).await?;
@@ -292,12 +294,22 @@ impl Core {
             enforcer.access.finish_err(&e);
             return Err(e);
         }
+        // Trailers-only: the status in a head that ends the stream. A status in a head
+        // that does not is no gRPC answer at all.
+        let trailers_only = upstream_code(&head.headers).is_some();
+        if trailers_only && !upstream_body.is_end_stream() {
+            let e = CallError::UpstreamProtocol(
+                "grpc-status in response headers that did not end the stream".into(),
+            );
+            let mut enforcer = enforcer;
+            enforcer.access.finish_err(&e);
+            return Err(e);
+        }
         if route.server_streaming {
             // A stream lasts as long as its segment and its reader: bounded by the
             // ceiling, not by the adaptive limit.
             permit.streaming();
         }
-        let trailers_only = upstream_code(&head.headers).is_some();
         let body = RewriteBody::new(
             upstream_body,
             self.limits.max_message_bytes,

@@ -158,6 +158,14 @@ impl UpstreamClient {
             // store while the caller reads slowly: 256 KiB per stream, 4 MiB in all.
             .initial_window_size(256 * 1024)
             .initial_connection_window_size(4 * 1024 * 1024)
+            // The store's answers are untrusted (THREAT_MODEL.md): at most 16 KiB of
+            // headers or trailers per response (h2 would take 16 MiB), no server push (a
+            // pushed stream nobody reads would hold connection window), and no more than
+            // 100 streams before the store's SETTINGS say how many it takes. What hyper's
+            // client set for us.
+            .max_header_list_size(16 * 1024)
+            .enable_push(false)
+            .initial_max_send_streams(100)
             .handshake::<_, Bytes>(stream);
         let (sender, mut connection) = tokio::time::timeout(self.connect_timeout, handshake)
             .await
