@@ -322,8 +322,8 @@ mod tests {
         assert_eq!(got, ["contact.phone", "contact.address", "orders", "iban"]);
     }
 
-    /// Every plan of the shipped policy, every purpose, every jurisdiction variant.
-    fn shipped_plans() -> Vec<(Arc<CompiledPlan>, Option<usize>)> {
+    /// The shipped policy, active, and an empty plan cache for it.
+    fn shipped_policy() -> (Arc<ActivePolicy>, PlanCache) {
         let schema =
             Arc::new(Schema::from_descriptor_set(discreet_proto::FILE_DESCRIPTOR_SET).unwrap());
         let path =
@@ -331,6 +331,12 @@ mod tests {
         let state = crate::policy_state::PolicyState::load(&path, Arc::clone(&schema)).unwrap();
         let active = state.current();
         let cache = PlanCache::new(256, schema, Arc::from(&b"test secret"[..]), None);
+        (active, cache)
+    }
+
+    /// Every plan of the shipped policy, every purpose, every jurisdiction variant.
+    fn shipped_plans() -> Vec<(Arc<CompiledPlan>, Option<usize>)> {
+        let (active, cache) = shipped_policy();
         let record_type: Arc<str> = Arc::from("profile.v1.Profile");
         let mut plans = Vec::new();
         for purpose in active.policy.purposes.keys() {
@@ -379,13 +385,7 @@ mod tests {
         };
         assert!(!equivalent::Equivalent::equivalent(&other, &owned));
 
-        let schema =
-            Arc::new(Schema::from_descriptor_set(discreet_proto::FILE_DESCRIPTOR_SET).unwrap());
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/policy.yaml");
-        let state = crate::policy_state::PolicyState::load(&path, Arc::clone(&schema)).unwrap();
-        let active = state.current();
-        let cache = PlanCache::new(16, schema, Arc::from(&b"test secret"[..]), None);
+        let (active, cache) = shipped_policy();
         let (record_type, purpose) = (Arc::from("profile.v1.Profile"), Arc::from("personalize"));
         let first = cache.get(&active, &record_type, &purpose, &grant).unwrap();
         let again = cache
