@@ -813,6 +813,21 @@ fn garbage_cases(record: &Profile, other: &Profile) -> Vec<Garbage> {
             says: "profile store",
         },
         Garbage {
+            name: "response headers over the 16 KiB cap",
+            reply: Reply {
+                headers: vec![
+                    ("content-type".into(), "application/grpc".into()),
+                    (
+                        "x-store-debug".into(),
+                        MARKER.repeat(20_000 / MARKER.len() + 1),
+                    ),
+                ],
+                ..ok(vec![framed(&good)])
+            },
+            code: Code::Unavailable,
+            says: "profile store",
+        },
+        Garbage {
             name: "HTTP 503",
             reply: Reply {
                 status: 503,

@@ -22,6 +22,8 @@
 //! the gateway sent (a protobuf decoder would drop unknown fields).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
+#[path = "common/fault_store.rs"]
+mod fault_store;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -997,5 +999,63 @@ async fn no_marker_leaks_beyond_the_policy() {
         logged.len() / 1024,
         spans.len(),
         metrics.len()
+    );
+}
+
+/// The bytes a store puts in a GOAWAY's debug data are the store's to choose (a broken or
+/// hostile one could put a record there), and h2's own error text quotes them. The call
+/// fails UNAVAILABLE and the gateway logs why, at every level, without them. (The check
+/// fails on an `error = %e` of the h2 error.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_s_goaway_debug_data_never_reaches_the_logs() {
+    // Not `LEAK-`: the other test in this binary shares the log buffer and flags those.
+    const DEBUG: &str = "goaway-debug-data-7f3a";
+    let logs = capture_logs();
+    let store = fault_store::GoAwayServer::start(DEBUG).await;
+    let h = Harness::start_with(|c| {
+        c.upstream = discreet_config::Upstream::Remote {
+            address: format!("http://{}", store.addr),
+            connect_timeout: Duration::from_secs(2),
+        };
+    })
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let refused = common::get(&h, "persona-eu", "personalize")
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+        assert!(!refused.message().contains(DEBUG), "{refused:?}");
+    }
+    h.shutdown().await;
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("profile store request failed"),
+        "the failure was not logged: a vacuous test"
+    );
+    assert!(
+        text.contains("GOAWAY (from the store)"),
+        "the log does not say what failed"
+    );
+    // h2's own debug and trace lines print the frames, GOAWAY included; the gateway caps
+    // the HTTP/2 libraries at `info` whatever RUST_LOG says (`serve_cmd.rs`, tested
+    // there), so they are not the gateway's lines. Every other line is checked.
+    let wire_library = |l: &&str| {
+        [
+            " h2::",
+            "\"target\":\"h2::",
+            " hyper::",
+            "\"target\":\"hyper::",
+        ]
+        .iter()
+        .any(|t| l.contains(t))
+    };
+    let leaks: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(DEBUG) && !wire_library(l))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "a GOAWAY's debug data reached the logs: {leaks:#?}"
     );
 }

@@ -36,6 +36,7 @@ pub(crate) struct ServeArgs {
 pub(crate) fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = cap_wire_libraries(filter);
     // Colour only on a terminal: log files and CI output stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -49,10 +50,22 @@ pub(crate) fn init_logging() {
     };
 }
 
+/// The HTTP/2 libraries log at `info` at most, whatever `RUST_LOG` asks: at `debug` and
+/// `trace` they print the frames they exchange, and the bytes a peer puts in some of them
+/// (a GOAWAY's debug data from the store, for one) are the peer's to choose. Our own
+/// lines about the store say what failed without them (`upstream.rs` `StoreError`).
+fn cap_wire_libraries(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    ["h2=info", "hyper=info"]
+        .into_iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, tracing_subscriber::EnvFilter::add_directive)
+}
+
 /// The demo's logging: warnings only, so the tables stay readable.
 pub(crate) fn init_logging_quiet() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = cap_wire_libraries(filter);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -119,4 +132,59 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
         gateway.run_until_signal().await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::EnvFilter;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a subscriber filtered by `rust_log` (capped) writes for one debug line from
+    /// h2, one from hyper and one of ours.
+    fn logged(rust_log: &str) -> String {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(super::cap_wire_libraries(EnvFilter::new(rust_log)))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "h2::codec::framed_read", "h2 frame");
+            tracing::debug!(target: "hyper::proto", "hyper frame");
+            tracing::debug!(target: "discreet_proxy::service", "ours");
+            tracing::info!(target: "h2::proto", "h2 notice");
+        });
+        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_http2_libraries_never_log_frames_whatever_rust_log_says() {
+        for rust_log in [
+            "trace",
+            "debug",
+            "h2=trace,hyper=trace,debug",
+            "debug,h2=debug",
+        ] {
+            let text = logged(rust_log);
+            assert!(text.contains("ours"), "{rust_log}: {text}");
+            assert!(text.contains("h2 notice"), "{rust_log}: {text}");
+            assert!(!text.contains("h2 frame"), "{rust_log}: {text}");
+            assert!(!text.contains("hyper frame"), "{rust_log}: {text}");
+        }
+    }
 }

@@ -107,7 +107,7 @@ impl UpstreamClient {
         match sent.await {
             Ok(response) => Ok(response),
             Err(e) => {
-                tracing::warn!(error = %e, "profile store request failed");
+                tracing::warn!(error = %StoreError(&e), "profile store request failed");
                 // A refused or reset stream leaves the connection usable; anything else
                 // (GOAWAY, I/O) means a new one for the next call.
                 if e.is_io() || e.is_go_away() || e.reason().is_none() {
@@ -171,7 +171,7 @@ impl UpstreamClient {
             .await
             .map_err(|_| CallError::UpstreamUnavailable)?
             .map_err(|e| {
-                tracing::warn!(upstream = %self.address, error = %e, "HTTP/2 handshake with the profile store failed");
+                tracing::warn!(upstream = %self.address, error = %StoreError(&e), "HTTP/2 handshake with the profile store failed");
                 CallError::UpstreamUnavailable
             })?;
         let closed = Arc::new(AtomicBool::new(false));
@@ -181,7 +181,7 @@ impl UpstreamClient {
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {
-                        tracing::debug!(error = %e, "profile store connection ended");
+                        tracing::debug!(error = %StoreError(&e), "profile store connection ended");
                     }
                 }
                 () = keepalive(pings) => {
@@ -191,6 +191,36 @@ impl UpstreamClient {
             ended.store(true, Ordering::Release);
         });
         Ok(Connection { sender, closed })
+    }
+}
+
+/// An `h2` error as our logs may show it: what happened and the HTTP/2 reason code, never
+/// the bytes the store sent. h2's own `Display` appends a GOAWAY's debug data, which the
+/// store chooses (and a broken or hostile store could fill with a record).
+struct StoreError<'a>(&'a h2::Error);
+
+impl std::fmt::Display for StoreError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.0;
+        if let Some(io) = e.get_io() {
+            return write!(f, "I/O: {}", io.kind());
+        }
+        let what = if e.is_go_away() {
+            "GOAWAY"
+        } else if e.is_reset() {
+            "stream reset"
+        } else {
+            "HTTP/2 error"
+        };
+        let by = if e.is_remote() {
+            "from the store"
+        } else {
+            "ours"
+        };
+        match e.reason() {
+            Some(reason) => write!(f, "{what} ({by}): {reason}"),
+            None => write!(f, "{what} ({by})"),
+        }
     }
 }
 

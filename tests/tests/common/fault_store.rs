@@ -447,6 +447,49 @@ impl GarbageServer {
     }
 }
 
+/// An HTTP/2 server that answers every connection with its SETTINGS and then a GOAWAY
+/// (PROTOCOL_ERROR, no stream processed) whose debug data is `debug`: the store chooses
+/// those bytes, so they may hold anything, a record included.
+#[derive(Debug)]
+pub struct GoAwayServer {
+    pub addr: SocketAddr,
+}
+
+impl GoAwayServer {
+    pub async fn start(debug: &str) -> GoAwayServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frame = |kind: u8, payload: &[u8]| {
+            let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+            let mut f = vec![len[1], len[2], len[3], kind, 0, 0, 0, 0, 0];
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut goaway = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        goaway.extend_from_slice(debug.as_bytes());
+        let mut answer = frame(0x4, &[]);
+        answer.extend_from_slice(&frame(0x7, &goaway));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let _ = tcp.write_all(&answer).await;
+                    let mut sink = [0u8; 1024];
+                    while let Ok(n) = tcp.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        GoAwayServer { addr }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // JWKS and revocation documents over HTTP.
 
