@@ -425,26 +425,34 @@ impl GarbageServer {
         .into_bytes();
         let mut page = page;
         page.extend_from_slice(&[0x00, 0xff, 0x00, 0x05, 0x80, 0x81]);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let page = page.clone();
-                tokio::spawn(async move {
-                    let _ = tcp.write_all(&page).await;
-                    let _ = tcp.shutdown().await;
-                    let mut sink = [0u8; 1024];
-                    while let Ok(n) = tcp.read(&mut sink).await {
-                        if n == 0 {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
+        answer_every_connection(listener, page, true);
         GarbageServer { addr }
     }
+}
+
+/// Writes `answer` on every connection `listener` accepts, then (`close`) shuts the write
+/// side, and reads whatever comes until the peer closes.
+fn answer_every_connection(listener: TcpListener, answer: Vec<u8>, close: bool) {
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let _ = tcp.write_all(&answer).await;
+                if close {
+                    let _ = tcp.shutdown().await;
+                }
+                let mut sink = [0u8; 1024];
+                while let Ok(n) = tcp.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// An HTTP/2 server that answers every connection with its SETTINGS and then a GOAWAY
@@ -469,23 +477,7 @@ impl GoAwayServer {
         goaway.extend_from_slice(debug.as_bytes());
         let mut answer = frame(0x4, &[]);
         answer.extend_from_slice(&frame(0x7, &goaway));
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    let _ = tcp.write_all(&answer).await;
-                    let mut sink = [0u8; 1024];
-                    while let Ok(n) = tcp.read(&mut sink).await {
-                        if n == 0 {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
+        answer_every_connection(listener, answer, false);
         GoAwayServer { addr }
     }
 }
