@@ -56,7 +56,9 @@ pub struct Gateway {
     core: Arc<Core>,
     policy_watch: Option<JoinHandle<()>>,
     shadow_watch: Option<JoinHandle<()>>,
-    embedded: Option<JoinHandle<()>>,
+    /// The embedded store and what stops it: only after the gateway has drained, since
+    /// the calls being drained still read from it.
+    embedded: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     metrics_addr: Option<SocketAddr>,
     audit_export: JoinHandle<()>,
 }
@@ -145,9 +147,10 @@ impl Gateway {
         let (stop, stop_rx) = watch::channel(false);
         let (upstream_addr, connect_timeout, embedded) = match &config.upstream {
             Upstream::Embedded { profiles } => {
+                let (store_stop, store_stop_rx) = watch::channel(false);
                 let (addr, task) =
-                    start_embedded(*profiles, options.clock.now(), stop_rx.clone()).await?;
-                (addr, Duration::from_secs(2), Some(task))
+                    start_embedded(*profiles, options.clock.now(), store_stop_rx).await?;
+                (addr, Duration::from_secs(2), Some((task, store_stop)))
             }
             Upstream::Remote {
                 address,
@@ -301,8 +304,11 @@ impl Gateway {
         if let Some(w) = self.shadow_watch {
             w.abort();
         }
-        if let Some(e) = self.embedded {
-            let _ = e.await;
+        // The calls in flight are drained (or cut at the grace period): now the embedded
+        // store may go. Stopped together, its own graceful shutdown raced the drain.
+        if let Some((task, stop)) = self.embedded {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
         // The last spans: the export task ends once every sender (the core's trail) is
         // gone and the queue is drained; a collector that is away cannot hold the
