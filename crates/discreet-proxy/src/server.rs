@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    linger::LingeringStream,
+    linger::Lingering,
     service::Core,
     workers::{ConnectionHandler, Workers},
 };
@@ -36,6 +36,7 @@ pub(crate) fn start_workers(
         builder: Arc::clone(&builder),
         tls: tls.clone(),
         graceful: GracefulShutdown::new(),
+        lingering: Lingering::default(),
     })
 }
 
@@ -99,6 +100,7 @@ struct Http2Connections {
     builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
     graceful: GracefulShutdown,
+    lingering: Lingering,
 }
 
 impl ConnectionHandler for Http2Connections {
@@ -111,8 +113,8 @@ impl ConnectionHandler for Http2Connections {
         let watcher = self.graceful.watcher();
         let builder = Arc::clone(&self.builder);
         let tls = self.tls.clone();
+        let stream = self.lingering.stream(stream);
         async move {
-            let stream = LingeringStream::new(stream);
             let result = match tls {
                 None => {
                     watcher
@@ -137,12 +139,17 @@ impl ConnectionHandler for Http2Connections {
     }
 
     async fn drain(self, grace: Duration) {
-        if tokio::time::timeout(grace, self.graceful.shutdown())
+        let deadline = tokio::time::Instant::now() + grace;
+        if tokio::time::timeout_at(deadline, self.graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
+            return;
         }
+        // The drained connections' last frames may not have reached their callers yet:
+        // ending the runtime now would reset them (linger.rs).
+        let _ = tokio::time::timeout_at(deadline, self.lingering.finished()).await;
     }
 }
 
