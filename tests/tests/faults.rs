@@ -19,7 +19,15 @@ mod common;
 #[path = "common/fault_store.rs"]
 mod fault_store;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use common::{assert_refused, caller_for, get, meta};
@@ -881,6 +889,82 @@ fn garbage_cases(record: &Profile, other: &Profile) -> Vec<Garbage> {
 /// message; the marker in the garbage never reaches the caller or a span, whatever part
 /// of a message is released is the enforced record, and the next call after each case is
 /// served exactly as before.
+// ---------------------------------------------------------------------------------------
+// A store restarting: what it provably did not take is sent again, nothing else is.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_store_s_goaway_excluded_is_sent_again_on_a_new_connection() {
+    let store = fault_store::RestartingStore::start(real_store(10).await).await;
+    let h = Harness::start_with(|c| c.upstream = remote(store.addr))
+        .await
+        .unwrap();
+    // The first connection's GOAWAY names no stream processed: the caller sees nothing
+    // of it, and the call is served on a second connection.
+    let first = no_hang("a call through a GOAWAY", get(&h, SUBJECT, PURPOSE))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(store.connections(), 2, "the request was not sent again");
+    // The second connection stays in use, and serves the same enforced record.
+    let second = get(&h, SUBJECT, PURPOSE).await.unwrap().into_inner();
+    assert_eq!(second, first);
+    assert!(
+        first.contact.is_none(),
+        "not the enforced record: {first:?}"
+    );
+    assert_eq!(store.connections(), 2);
+    assert_spans_clean(&h, 2).await;
+}
+
+/// A responder that answers the first request with `first` and every later one as
+/// [`clean`] does, and counts the requests it saw.
+fn first_then_clean(first: Reply, data: &Arc<Dataset>) -> (Responder, Arc<AtomicU64>) {
+    let seen = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&seen);
+    let clean = clean(Arc::clone(data));
+    let responder: Responder = Arc::new(move |path, message| {
+        if counted.fetch_add(1, Ordering::Relaxed) == 0 {
+            first.clone()
+        } else {
+            clean(path, message)
+        }
+    });
+    (responder, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_store_refused_is_sent_again_and_no_other_reset_is() {
+    let data = Arc::new(Dataset::generate(10));
+    let reset_first = |reason| Reply {
+        end: End::ResetFirst(reason),
+        ..Reply::ok(Vec::new())
+    };
+    let (refused, seen) = first_then_clean(reset_first(h2::Reason::REFUSED_STREAM), &data);
+    let store = ScriptedStore::start(refused).await;
+    let h = Harness::start_with(|c| c.upstream = remote(store.addr))
+        .await
+        .unwrap();
+    // REFUSED_STREAM: the store did not process it (RFC 9113, 8.7), so it is sent again.
+    let served = no_hang("a refused stream", get(&h, SUBJECT, PURPOSE)).await;
+    assert!(served.is_ok(), "{served:?}");
+    assert_eq!(seen.load(Ordering::Relaxed), 2);
+    // Any other reset may come after the store acted on the request: not repeated.
+    for reason in [
+        h2::Reason::INTERNAL_ERROR,
+        h2::Reason::CANCEL,
+        h2::Reason::NO_ERROR,
+    ] {
+        let (reset, seen) = first_then_clean(reset_first(reason), &data);
+        store.set(reset);
+        let failed = no_hang("a reset stream", get(&h, SUBJECT, PURPOSE))
+            .await
+            .unwrap_err();
+        assert_eq!(failed.code(), Code::Unavailable, "{reason:?}: {failed:?}");
+        assert_eq!(seen.load(Ordering::Relaxed), 1, "{reason:?} was sent again");
+    }
+    assert_spans_clean(&h, 4).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_the_store_fails_the_call_and_releases_none_of_it() {
     let data = Arc::new(Dataset::generate(300));

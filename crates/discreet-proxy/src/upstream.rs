@@ -89,12 +89,46 @@ impl UpstreamClient {
 
     /// Sends one request with its one message and waits for the response head; any
     /// failure to reach the store is UNAVAILABLE.
+    ///
+    /// A request the store provably never processed is sent once more, on a new
+    /// connection: one its GOAWAY excluded (a stream above the GOAWAY's last stream id, or
+    /// opened after it) or one it refused with `REFUSED_STREAM` (RFC 9113, sections 6.8
+    /// and 8.7). That is what a store's rolling restart looks like from here, and callers
+    /// should not see it. Nothing else is retried: a request the store may have acted on
+    /// is not ours to repeat.
     pub(crate) async fn send(
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<RecvStream>, CallError> {
-        let Connection { sender, closed } = self.connection().await?;
         let (head, message) = request.into_parts();
+        // Kept for the one retry; a header map's clone is small beside the call.
+        let again = copy_head(&head);
+        let e = match self.attempt(head, message.clone()).await? {
+            Ok(response) => return Ok(response),
+            Err(e) if never_processed(&e) => e,
+            Err(e) => {
+                tracing::warn!(error = %StoreError(&e), "profile store request failed");
+                return Err(CallError::UpstreamUnavailable);
+            }
+        };
+        tracing::info!(error = %StoreError(&e), "the profile store did not take the request; sending it again on a new connection");
+        match self.attempt(again, message).await? {
+            Ok(response) => Ok(response),
+            Err(e) => {
+                tracing::warn!(error = %StoreError(&e), "profile store request failed");
+                Err(CallError::UpstreamUnavailable)
+            }
+        }
+    }
+
+    /// One try: `Err` when there is no connection to try on, `Ok(Err)` with the h2 error
+    /// when the try failed.
+    async fn attempt(
+        &self,
+        head: http::request::Parts,
+        message: Bytes,
+    ) -> Result<Result<Response<RecvStream>, h2::Error>, CallError> {
+        let Connection { sender, closed } = self.connection().await?;
         let sent = async {
             let mut sender = sender.ready().await?;
             let (response, mut stream) =
@@ -104,18 +138,15 @@ impl UpstreamClient {
             stream.send_data(message, true)?;
             response.await
         };
-        match sent.await {
-            Ok(response) => Ok(response),
-            Err(e) => {
-                tracing::warn!(error = %StoreError(&e), "profile store request failed");
-                // A refused or reset stream leaves the connection usable; anything else
-                // (GOAWAY, I/O) means a new one for the next call.
-                if e.is_io() || e.is_go_away() || e.reason().is_none() {
-                    self.forget(&closed);
-                }
-                Err(CallError::UpstreamUnavailable)
+        let result = sent.await;
+        if let Err(e) = &result {
+            // A refused or reset stream leaves the connection usable; anything else
+            // (GOAWAY, I/O) means a new one for the next call.
+            if e.is_io() || e.is_go_away() || e.reason().is_none() {
+                self.forget(&closed);
             }
         }
+        Ok(result)
     }
 
     /// Drops the connection whose flag is `closed` from this thread's slot, unless a
@@ -192,6 +223,26 @@ impl UpstreamClient {
         });
         Ok(Connection { sender, closed })
     }
+}
+
+/// Whether `e` proves the store never processed the request: its GOAWAY excluded the
+/// stream (h2 fails streams above the GOAWAY's last stream id, and new ones, with the
+/// store's GOAWAY; streams below it that are cut off fail with a broken pipe instead), or
+/// it refused the stream.
+fn never_processed(e: &h2::Error) -> bool {
+    e.is_remote()
+        && (e.is_go_away() || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)))
+}
+
+/// A copy of a request head (`Parts` is not `Clone`: its extensions need not be; ours
+/// has none).
+fn copy_head(head: &http::request::Parts) -> http::request::Parts {
+    let mut copy = Request::new(());
+    *copy.method_mut() = head.method.clone();
+    *copy.uri_mut() = head.uri.clone();
+    *copy.version_mut() = head.version;
+    *copy.headers_mut() = head.headers.clone();
+    copy.into_parts().0
 }
 
 /// An `h2` error as our logs may show it: what happened and the HTTP/2 reason code, never

@@ -210,6 +210,9 @@ pub enum End {
     Bare,
     /// RST_STREAM (INTERNAL_ERROR) after the data.
     Reset,
+    /// RST_STREAM with this reason instead of any answer: `REFUSED_STREAM` says the
+    /// request was not processed (RFC 9113, section 8.7).
+    ResetFirst(h2::Reason),
 }
 
 /// One scripted answer.
@@ -361,6 +364,10 @@ async fn answer(
         bytes.extend_from_slice(&chunk);
     }
     let reply = responder(&path, bytes.get(5..).unwrap_or(&[]));
+    if let End::ResetFirst(reason) = reply.end {
+        respond.send_reset(reason);
+        return;
+    }
     let mut response = http::Response::builder().status(reply.status);
     for (k, v) in &reply.headers {
         response = response.header(k.as_str(), v.as_str());
@@ -390,7 +397,7 @@ async fn answer(
             }
             let _ = send.send_trailers(map);
         }
-        End::Bare => {}
+        End::Bare | End::ResetFirst(_) => {}
         End::Reset => {
             // Let the data go out first, so that the reset comes mid-answer (a reset
             // before it is a fault too; either way the call must fail).
@@ -479,6 +486,86 @@ impl GoAwayServer {
         answer.extend_from_slice(&frame(0x7, &goaway));
         answer_every_connection(listener, answer, false);
         GoAwayServer { addr }
+    }
+}
+
+/// A store going away gracefully, as in a rolling restart: its first connection waits for
+/// a request, then answers with SETTINGS and a GOAWAY (NO_ERROR) whose last stream id is
+/// 0, so that request was provably not processed. Every later connection is passed
+/// through to `target`, a working store.
+#[derive(Debug)]
+pub struct RestartingStore {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicU64>,
+}
+
+impl RestartingStore {
+    pub async fn start(target: SocketAddr) -> RestartingStore {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                if counted.fetch_add(1, Ordering::Relaxed) > 0 {
+                    tokio::spawn(async move {
+                        let Ok(mut store) = TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut store).await;
+                    });
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if !read_until_headers(&mut tcp).await {
+                        return;
+                    }
+                    let mut answer = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+                    answer.extend_from_slice(&[0, 0, 8, 0x7, 0, 0, 0, 0, 0]);
+                    answer.extend_from_slice(&[0; 8]);
+                    let _ = tcp.write_all(&answer).await;
+                    let mut sink = [0u8; 1024];
+                    while let Ok(n) = tcp.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        RestartingStore { addr, connections }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads a client's preface and frames until a HEADERS frame has arrived; false if the
+/// connection ends first.
+async fn read_until_headers(tcp: &mut TcpStream) -> bool {
+    const PREFACE: usize = 24;
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut at = PREFACE;
+        while seen.len() >= at + 9 {
+            let len = usize::from(seen[at]) << 16
+                | usize::from(seen[at + 1]) << 8
+                | usize::from(seen[at + 2]);
+            if seen[at + 3] == 0x1 {
+                return true;
+            }
+            at += 9 + len;
+        }
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 
