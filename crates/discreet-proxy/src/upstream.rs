@@ -24,11 +24,20 @@ use tokio::net::TcpStream;
 
 use crate::status::CallError;
 
-/// How often an idle connection is checked with a PING, and how long the answer may
-/// take: a store that went away without closing the socket is noticed within
-/// `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT`, not at the next call's deadline.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connection is checked with a PING, and how long the answer may take: a
+/// store that went away without closing the socket (its node lost, a network partition)
+/// is noticed within `interval + timeout`. Without it, such a connection would take every
+/// call to its deadline until TCP gave up on it, a quarter of an hour later.
+#[derive(Debug, Clone, Copy)]
+struct Keepalive {
+    interval: Duration,
+    timeout: Duration,
+}
+
+const KEEPALIVE: Keepalive = Keepalive {
+    interval: Duration::from_secs(20),
+    timeout: Duration::from_secs(10),
+};
 
 /// One connection: the handle calls open streams with, and whether its connection task
 /// has ended (a handle to a dead connection fails every call).
@@ -47,6 +56,7 @@ pub(crate) struct UpstreamClient {
     address: String,
     authority: Authority,
     connect_timeout: Duration,
+    keepalive: Keepalive,
     /// One per serving thread, and a last one for calls made anywhere else.
     connections: Vec<Slot>,
 }
@@ -65,6 +75,7 @@ impl UpstreamClient {
             address,
             authority,
             connect_timeout,
+            keepalive: KEEPALIVE,
             connections: (0..=workers).map(|_| Mutex::new(None)).collect(),
         })
     }
@@ -208,6 +219,7 @@ impl UpstreamClient {
         let closed = Arc::new(AtomicBool::new(false));
         let pings = connection.ping_pong();
         let ended = Arc::clone(&closed);
+        let keepalive_every = self.keepalive;
         tokio::spawn(async move {
             tokio::select! {
                 result = connection => {
@@ -215,7 +227,7 @@ impl UpstreamClient {
                         tracing::debug!(error = %StoreError(&e), "profile store connection ended");
                     }
                 }
-                () = keepalive(pings) => {
+                () = keepalive(pings, keepalive_every) => {
                     tracing::warn!("profile store did not answer a PING in time: connection dropped");
                 }
             }
@@ -275,19 +287,141 @@ impl std::fmt::Display for StoreError<'_> {
     }
 }
 
-/// Returns when a PING goes unanswered for [`KEEPALIVE_TIMEOUT`]; never otherwise. Runs
-/// beside the connection future, which is what reads the PONG.
-async fn keepalive(pings: Option<h2::PingPong>) {
+/// Returns when a PING goes unanswered for `every.timeout`; never otherwise. Runs beside
+/// the connection future, which is what reads the PONG.
+async fn keepalive(pings: Option<h2::PingPong>, every: Keepalive) {
     let Some(mut pings) = pings else {
         return std::future::pending().await;
     };
     loop {
-        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
-        match tokio::time::timeout(KEEPALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())).await {
+        tokio::time::sleep(every.interval).await;
+        match tokio::time::timeout(every.timeout, pings.ping(h2::Ping::opaque())).await {
             Ok(Ok(_pong)) => {}
             // The connection is failing anyway: let its own future say why.
             Ok(Err(_)) => return std::future::pending().await,
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// A store that completes the HTTP/2 handshake and then goes silent, as one behind a
+    /// lost node or a partition does: it answers no call and no PING, and never closes.
+    /// Counts the connections it was given.
+    async fn silent_store() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            loop {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    // An empty SETTINGS frame, then nothing: what arrives is read and
+                    // dropped, so the client's writes never block.
+                    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+                    let mut sink = [0u8; 4096];
+                    while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        (address, connections)
+    }
+
+    fn request(client: &UpstreamClient) -> Request<Bytes> {
+        let mut request = Request::new(Bytes::from_static(&[0, 0, 0, 0, 0]));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = client.uri("/profile.v1.ProfileService/GetProfile").unwrap();
+        request
+    }
+
+    #[tokio::test]
+    async fn a_store_that_goes_silent_is_dropped_for_a_new_connection() {
+        let (address, connections) = silent_store().await;
+        let mut client = UpstreamClient::new(address, Duration::from_secs(2), 1).unwrap();
+        client.keepalive = Keepalive {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(100),
+        };
+        // The call gets no answer: its deadline ends it, or the keep-alive its connection
+        // (UNAVAILABLE).
+        let waited =
+            tokio::time::timeout(Duration::from_millis(300), client.send(request(&client)));
+        assert!(
+            !matches!(waited.await, Ok(Ok(_))),
+            "the silent store answered"
+        );
+        assert_eq!(connections.load(Ordering::Relaxed), 1);
+        // The unanswered PING ends the connection, so the next call does not inherit it.
+        let slot = client.slot();
+        for _ in 0..100 {
+            let dead = slot
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|c| c.closed.load(Ordering::Acquire));
+            if dead {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let next = tokio::time::timeout(Duration::from_millis(300), client.send(request(&client)));
+        assert!(
+            !matches!(next.await, Ok(Ok(_))),
+            "the silent store answered"
+        );
+        assert_eq!(
+            connections.load(Ordering::Relaxed),
+            2,
+            "the call went to the silent connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_answers_pings_keeps_its_connection() {
+        // The reference of the test above: an h2 server that answers PINGs (h2 does so
+        // on its own) but no call keeps the one connection past several intervals.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut connection = h2::server::handshake(tcp).await.unwrap();
+                    // Requests are taken and never answered; the connection is polled, so
+                    // PINGs are.
+                    let mut held = Vec::new();
+                    while let Some(Ok(call)) = connection.accept().await {
+                        held.push(call);
+                    }
+                });
+            }
+        });
+        let mut client = UpstreamClient::new(address, Duration::from_secs(2), 1).unwrap();
+        client.keepalive = Keepalive {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(2),
+        };
+        for _ in 0..3 {
+            let waited =
+                tokio::time::timeout(Duration::from_millis(300), client.send(request(&client)));
+            assert!(waited.await.is_err());
+        }
+        assert_eq!(connections.load(Ordering::Relaxed), 1);
     }
 }
