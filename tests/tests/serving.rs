@@ -274,3 +274,122 @@ async fn a_stream_without_a_deadline_outlives_the_default_timeout() {
     assert_eq!(ended, Some(Code::DeadlineExceeded));
     h.shutdown().await;
 }
+
+/// A `GetProfile` on this connection.
+async fn get_on(
+    client: &mut ProfileServiceClient<Channel>,
+    h: &Harness,
+) -> Result<(), tonic::Status> {
+    let purpose = "personalize";
+    let consent = h.consent("persona-eu", &[purpose]).unwrap();
+    let request = h
+        .request(
+            discreet_proto::profile::v1::GetProfileRequest {
+                subject_id: "persona-eu".into(),
+            },
+            caller_for(purpose),
+            purpose,
+            &[consent],
+        )
+        .unwrap();
+    client.get_profile(request).await.map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_at_once_and_places_come_back() {
+    const MAX: usize = 4;
+    let h = Harness::start_with(|c| c.limits.max_connections = MAX)
+        .await
+        .unwrap();
+    let connect = || async {
+        let channel = Channel::from_shared(format!("http://{}", h.addr()))
+            .unwrap()
+            .connect()
+            .await?;
+        Ok::<_, tonic::transport::Error>(ProfileServiceClient::new(channel))
+    };
+    let mut held = Vec::new();
+    for _ in 0..MAX {
+        let mut client = connect().await.unwrap();
+        get_on(&mut client, &h).await.unwrap();
+        held.push(client);
+    }
+    assert_eq!(metric(&h, "discreet_connections_open ").await, MAX as u64);
+    // One more is closed as soon as it is accepted, before a byte is read: its call
+    // fails as on any connection the server closed (tonic says UNKNOWN "transport
+    // error", grpc-go UNAVAILABLE), and nothing else happens to it.
+    let refused = match connect().await {
+        Err(_) => None,
+        Ok(mut client) => Some(get_on(&mut client, &h).await.unwrap_err()),
+    };
+    if let Some(status) = refused {
+        assert!(
+            matches!(status.code(), Code::Unavailable | Code::Unknown),
+            "{status:?}"
+        );
+    }
+    assert!(metric(&h, "discreet_connections_refused_total").await >= 1);
+    // The connections open are served as before.
+    for client in &mut held {
+        get_on(client, &h).await.unwrap();
+    }
+    // One leaves: its place goes to the next caller.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = match connect().await {
+            Ok(mut client) => get_on(&mut client, &h).await.is_ok(),
+            Err(_) => false,
+        };
+        if served {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_connections_with_a_call_open_are_not() {
+    let h = Harness::start_with(|c| {
+        c.upstream = discreet_config::Upstream::Embedded { profiles: PROFILES };
+        c.limits.connection_idle_timeout = Duration::from_secs(1);
+    })
+    .await
+    .unwrap();
+    // A connection that never calls.
+    let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    let (_idle, connection) = h2::client::handshake(tcp).await.unwrap();
+    let idle_ended = tokio::spawn(connection);
+    // A connection with one long call open, read slowly.
+    let opened = Instant::now();
+    let mut stream = slow_client(&h)
+        .await
+        .stream_profiles(stream_request(&h))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    // The idle one is closed (GOAWAY, then close) after 1 to 1.25 s; 10 s is patience.
+    tokio::time::timeout(Duration::from_secs(10), idle_ended)
+        .await
+        .expect("the idle connection was not closed")
+        .unwrap()
+        .ok();
+    assert!(metric(&h, "discreet_connections_idle_closed_total").await >= 1);
+    // The other has been open past the timeout, its call waiting on its reader, and is
+    // still served to the end.
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(opened.elapsed())).await;
+    let mut n = 1;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, PROFILES + PERSONAS.len());
+    // Only the idle connection was closed for idleness (this one's turn would come a
+    // second after its call ended).
+    assert_eq!(
+        metric(&h, "discreet_connections_idle_closed_total").await,
+        1,
+        "a connection with a call open was closed as idle"
+    );
+}

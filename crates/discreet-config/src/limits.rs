@@ -54,6 +54,18 @@ pub struct Limits {
     /// more opens several. `0` (default): one per CPU the process may use (a container's
     /// CPU quota counts). Accepted: 0 to 256.
     pub worker_threads: usize,
+    /// Caller connections open at once, all serving threads together; a connection past
+    /// it is closed as soon as it is accepted (the caller sees UNAVAILABLE and retries
+    /// with backoff). An idle HTTP/2 connection holds about 32 KiB (THREAT_MODEL.md), so
+    /// this bounds what connections that never call can take. Default 2048 (about 64 MiB
+    /// at most). Accepted: 1 to 1000000.
+    pub max_connections: usize,
+    /// A caller connection with no call open for this long is closed gracefully (GOAWAY,
+    /// then close), freeing its place under `max_connections`; gRPC clients reconnect
+    /// at their next call. Checked every quarter of it, so a connection goes after
+    /// between 1x and 1.25x of it. Default `5m`; `0s`: never. Accepted: 0s, or 1s to 24h.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub connection_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -71,6 +83,8 @@ impl Default for Limits {
             plan_cache_entries: 4096,
             shutdown_grace: Duration::from_secs(30),
             worker_threads: 0,
+            max_connections: 2048,
+            connection_idle_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -362,6 +362,18 @@ fn check_limits(limits: &Limits) -> Checked {
             ),
         );
     }
+    count("max_connections", limits.max_connections as u64, 1_000_000)?;
+    let idle = limits.connection_idle_timeout;
+    if !idle.is_zero() && !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&idle)
+    {
+        return refuse(
+            &at("connection_idle_timeout"),
+            format!(
+                "{} is out of range; expected 0s (never) or 1s to 24h",
+                show(idle)
+            ),
+        );
+    }
     if limits.shutdown_grace > Duration::from_secs(3600) {
         return refuse(
             &at("shutdown_grace"),

@@ -371,6 +371,28 @@ fn worker_threads_absurd() {
 }
 
 #[test]
+fn max_connections_zero_or_absurd() {
+    refused("limits.max_connections", |c| c.limits.max_connections = 0);
+    refused("limits.max_connections", |c| {
+        c.limits.max_connections = 1_000_001;
+    });
+}
+
+#[test]
+fn connection_idle_timeout_too_short_or_long() {
+    refused("limits.connection_idle_timeout", |c| {
+        c.limits.connection_idle_timeout = Duration::from_millis(500);
+    });
+    refused("limits.connection_idle_timeout", |c| {
+        c.limits.connection_idle_timeout = Duration::from_secs(25 * 3600);
+    });
+    // `0s` means never, and is accepted.
+    let mut config = base();
+    config.limits.connection_idle_timeout = Duration::ZERO;
+    config.validate().unwrap();
+}
+
+#[test]
 fn shutdown_grace_absurd() {
     refused("limits.shutdown_grace", |c| {
         c.limits.shutdown_grace = Duration::from_secs(2 * 3600);

@@ -15,8 +15,8 @@ use http_body::{Body, Frame};
 use tokio::time::Sleep;
 
 use crate::{
-    admission::AdmissionPermit, enforce::ResponseEnforcer, frame::FrameDecoder, metadata,
-    status::CallError,
+    admission::AdmissionPermit, enforce::ResponseEnforcer, frame::FrameDecoder, idle::CallInFlight,
+    metadata, status::CallError,
 };
 
 /// Rewrites the store's response stream.
@@ -42,6 +42,8 @@ pub(crate) struct RewriteBody {
     /// Held until the body is finished or dropped: a stream counts against the
     /// concurrency limit for as long as it runs.
     permit: AdmissionPermit,
+    /// Held as long as the body: the call keeps its connection from counting as idle.
+    _call: CallInFlight,
 }
 
 impl RewriteBody {
@@ -52,7 +54,7 @@ impl RewriteBody {
         (deadline, idle_limit): (Pin<Box<Sleep>>, Option<Duration>),
         unary: bool,
         decision_id: HeaderValue,
-        permit: AdmissionPermit,
+        (permit, call): (AdmissionPermit, CallInFlight),
     ) -> Self {
         RewriteBody {
             upstream,
@@ -68,6 +70,7 @@ impl RewriteBody {
             decision_id,
             done: false,
             permit,
+            _call: call,
         }
     }
 

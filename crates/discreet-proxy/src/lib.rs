@@ -32,6 +32,7 @@ mod frame;
 pub mod fuzzing;
 mod gateway;
 mod grants;
+mod idle;
 mod limit;
 mod linger;
 mod local;

@@ -6,17 +6,15 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use discreet_config::Limits;
 use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
+    idle::ConnectionCalls,
     linger::Lingering,
     service::Core,
-    workers::{ConnectionHandler, Workers},
+    workers::{ConnectionHandler, ConnectionLimit, Workers},
 };
 
 /// How long a client may take to finish the TLS handshake.
@@ -31,12 +29,20 @@ pub(crate) fn start_workers(
     limits: &Limits,
 ) -> Result<Workers, String> {
     let builder = Arc::new(http2_builder(limits));
-    Workers::start(threads, limits.shutdown_grace, |_| Http2Connections {
-        core: Arc::clone(core),
-        builder: Arc::clone(&builder),
-        tls: tls.clone(),
-        graceful: GracefulShutdown::new(),
-        lingering: Lingering::default(),
+    let limit = ConnectionLimit {
+        max: limits.max_connections,
+        open: core.metrics.connections_open.clone(),
+        refused: core.metrics.connections_refused.clone(),
+    };
+    Workers::start(threads, limits.shutdown_grace, limit, |_| {
+        Http2Connections {
+            core: Arc::clone(core),
+            builder: Arc::clone(&builder),
+            tls: tls.clone(),
+            draining: watch::channel(false).0,
+            lingering: Lingering::default(),
+            idle_timeout: limits.connection_idle_timeout,
+        }
     })
 }
 
@@ -99,27 +105,39 @@ struct Http2Connections {
     core: Arc<Core>,
     builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
-    graceful: GracefulShutdown,
+    /// Turned true when the thread drains: every connection sends GOAWAY, lets its calls
+    /// finish and closes.
+    draining: watch::Sender<bool>,
+    /// Every connection's socket, until it has closed and lingered: what a drain waits
+    /// for (`linger.rs`).
     lingering: Lingering,
+    /// `limits.connection_idle_timeout`.
+    idle_timeout: Duration,
 }
 
 impl ConnectionHandler for Http2Connections {
     fn serve(&self, stream: tokio::net::TcpStream) -> impl Future<Output = ()> + Send + 'static {
+        let calls = Arc::new(ConnectionCalls::default());
         let core = Arc::clone(&self.core);
+        let counted = Arc::clone(&calls);
         let service = service_fn(move |request| {
             let core = Arc::clone(&core);
-            async move { Ok::<_, Infallible>(core.handle(request).await) }
+            let call = counted.begin();
+            async move { Ok::<_, Infallible>(core.handle(request, call).await) }
         });
-        let watcher = self.graceful.watcher();
         let builder = Arc::clone(&self.builder);
         let tls = self.tls.clone();
         let stream = self.lingering.stream(stream);
+        let closing = Closing {
+            draining: self.draining.subscribe(),
+            idle: calls.idle_for(self.idle_timeout),
+            idle_closed: self.core.metrics.connections_idle_closed.clone(),
+        };
         async move {
             let result = match tls {
                 None => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    closing.serve(connection).await
                 }
                 Some(acceptor) => {
                     let Ok(Ok(stream)) =
@@ -127,9 +145,8 @@ impl ConnectionHandler for Http2Connections {
                     else {
                         return;
                     };
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    closing.serve(connection).await
                 }
             };
             if let Err(e) = result {
@@ -139,17 +156,53 @@ impl ConnectionHandler for Http2Connections {
     }
 
     async fn drain(self, grace: Duration) {
-        let deadline = tokio::time::Instant::now() + grace;
-        if tokio::time::timeout_at(deadline, self.graceful.shutdown())
+        self.draining.send_replace(true);
+        // Each connection is gone once its socket has closed and lingered: its last
+        // frames then reached the caller (ending the runtime sooner would reset them).
+        if tokio::time::timeout(grace, self.lingering.finished())
             .await
             .is_err()
         {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
-            return;
         }
-        // The drained connections' last frames may not have reached their callers yet:
-        // ending the runtime now would reset them (linger.rs).
-        let _ = tokio::time::timeout_at(deadline, self.lingering.finished()).await;
+    }
+}
+
+/// What ends a connection gracefully (GOAWAY, its calls finish, close): the thread
+/// draining, or no call for `limits.connection_idle_timeout`.
+struct Closing<F> {
+    draining: watch::Receiver<bool>,
+    idle: F,
+    idle_closed: prometheus_client::metrics::counter::Counter,
+}
+
+impl<F: Future<Output = ()>> Closing<F> {
+    async fn serve<I, S, B>(
+        mut self,
+        connection: hyper::server::conn::http2::Connection<I, S, TokioExecutor>,
+    ) -> Result<(), hyper::Error>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin,
+        S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        tokio::pin!(connection);
+        let idle = self.idle;
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            // `Err`: the sender is gone, the thread is ending: close all the same.
+            _ = self.draining.wait_for(|draining| *draining) => {}
+            () = idle => {
+                self.idle_closed.inc();
+                tracing::debug!("closing a connection idle for limits.connection_idle_timeout");
+            }
+        }
+        connection.as_mut().graceful_shutdown();
+        connection.await
     }
 }
 

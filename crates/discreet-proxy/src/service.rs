@@ -39,6 +39,7 @@ use crate::{
     enforce::ResponseEnforcer,
     frame::{FrameDecoder, encode},
     grants,
+    idle::CallInFlight,
     local::LocalServices,
     metadata,
     plans::PlanCache,
@@ -82,7 +83,13 @@ pub(crate) struct Core {
 
 impl Core {
     /// Serves one HTTP/2 request. Never fails: every failure is a gRPC status.
-    pub(crate) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    /// One call. `call` counts it on its connection (for the idle timeout) until its
+    /// response is done: for an answer streamed from the store, with the response body.
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        call: CallInFlight,
+    ) -> Response<Body> {
         let path = request.uri().path();
         if let Some(local) = self.local.route(path) {
             // Boxed for the same reason as the admitted call below.
@@ -116,14 +123,14 @@ impl Core {
         // Boxed: the admitted call's state machine is several KiB, and this future is
         // moved into every request's stream task when hyper spawns it. Unboxed, each
         // refusal above (the bulk of a flood) would pay for copying it.
-        Box::pin(self.admitted(request, permit)).await
+        Box::pin(self.admitted(request, (permit, call))).await
     }
 
     /// An admitted call: its decision, its access span and its response.
     async fn admitted(
         self: Arc<Self>,
         request: Request<Incoming>,
-        permit: AdmissionPermit,
+        permit: (AdmissionPermit, CallInFlight),
     ) -> Response<Body> {
         let path = request.uri().path();
         let decision_id = self.decision_ids.next();
@@ -154,7 +161,7 @@ impl Core {
     async fn enforce(
         self: &Arc<Self>,
         request: Request<Incoming>,
-        permit: AdmissionPermit,
+        (permit, call): (AdmissionPermit, CallInFlight),
         decision_id: &HeaderValue,
         access_slot: &mut Option<AccessLog>,
     ) -> Result<Response<Body>, CallError> {
@@ -317,7 +324,7 @@ impl Core {
             (Box::pin(tokio::time::sleep_until(deadline)), idle_limit),
             !route.server_streaming,
             decision_id.clone(),
-            permit,
+            (permit, call),
         );
         let body = if trailers_only {
             body.with_trailers_only(head.headers)

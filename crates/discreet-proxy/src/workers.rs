@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use tokio::sync::{mpsc, oneshot, watch};
 
 thread_local! {
@@ -45,6 +46,17 @@ pub(crate) trait ConnectionHandler: Send + 'static {
     fn drain(self, grace: Duration) -> impl Future<Output = ()>;
 }
 
+/// How many caller connections may be open at once (`limits.max_connections`), and the
+/// metrics that show it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionLimit {
+    pub(crate) max: usize,
+    /// Connections open now.
+    pub(crate) open: Gauge,
+    /// Connections closed at accept, over `max`.
+    pub(crate) refused: Counter,
+}
+
 /// One serving thread, seen from the acceptor.
 #[derive(Debug)]
 struct Worker {
@@ -59,12 +71,18 @@ struct Worker {
 pub(crate) struct Workers {
     workers: Vec<Worker>,
     stop: watch::Sender<bool>,
+    limit: ConnectionLimit,
 }
 
 impl Workers {
     /// Starts `n` threads, each serving the connections it is given with a handler made
     /// by `handler(i)` on its own thread. Fails if a runtime or a thread cannot be made.
-    pub(crate) fn start<H, F>(n: usize, grace: Duration, handler: F) -> Result<Workers, String>
+    pub(crate) fn start<H, F>(
+        n: usize,
+        grace: Duration,
+        limit: ConnectionLimit,
+        handler: F,
+    ) -> Result<Workers, String>
     where
         H: ConnectionHandler,
         F: Fn(usize) -> H,
@@ -81,7 +99,7 @@ impl Workers {
             let open = Arc::new(AtomicUsize::new(0));
             let handler = handler(index);
             let stopping = stop.subscribe();
-            let open_here = Arc::clone(&open);
+            let open_here = (Arc::clone(&open), limit.open.clone());
             std::thread::Builder::new()
                 .name(format!("discreet-worker-{index}"))
                 .spawn(move || {
@@ -98,13 +116,32 @@ impl Workers {
                 done,
             });
         }
-        Ok(Workers { workers, stop })
+        Ok(Workers {
+            workers,
+            stop,
+            limit,
+        })
     }
 
     /// Hands an accepted connection to the thread with the fewest open (the first such).
     /// Callers keep gRPC connections for long, so counting connections balances load
-    /// better than taking turns.
+    /// better than taking turns. Over `limits.max_connections` open, the connection is
+    /// closed instead: each holds buffers, and connections that never call must not be
+    /// able to take the memory of those that do.
     pub(crate) fn assign(&self, stream: std::net::TcpStream) {
+        let open: usize = self
+            .workers
+            .iter()
+            .map(|w| w.open.load(Ordering::Relaxed))
+            .sum();
+        if open >= self.limit.max {
+            self.limit.refused.inc();
+            tracing::debug!(
+                max_connections = self.limit.max,
+                "connection closed at accept: limits.max_connections are open"
+            );
+            return;
+        }
         let Some(worker) = self
             .workers
             .iter()
@@ -113,9 +150,11 @@ impl Workers {
             return;
         };
         worker.open.fetch_add(1, Ordering::Relaxed);
+        self.limit.open.inc();
         if worker.connections.send(stream).is_err() {
             // That thread has stopped (only at shutdown): the connection is closed.
             worker.open.fetch_sub(1, Ordering::Relaxed);
+            self.limit.open.dec();
         }
     }
 
@@ -137,7 +176,7 @@ async fn run<H: ConnectionHandler>(
     handler: H,
     mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
     mut stopping: watch::Receiver<bool>,
-    open: Arc<AtomicUsize>,
+    open: (Arc<AtomicUsize>, Gauge),
     grace: Duration,
 ) {
     let anchor = tokio::spawn(timer_anchor());
@@ -145,7 +184,7 @@ async fn run<H: ConnectionHandler>(
         tokio::select! {
             next = connections.recv() => {
                 let Some(stream) = next else { break };
-                let open = OpenConnection(Arc::clone(&open));
+                let open = OpenConnection(Arc::clone(&open.0), open.1.clone());
                 match tokio::net::TcpStream::from_std(stream) {
                     Ok(stream) => {
                         let served = handler.serve(stream);
@@ -185,12 +224,13 @@ async fn timer_anchor() {
     }
 }
 
-/// One open connection in a thread's count, until dropped.
-struct OpenConnection(Arc<AtomicUsize>);
+/// One open connection in a thread's count and the gauge, until dropped.
+struct OpenConnection(Arc<AtomicUsize>, Gauge);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.dec();
     }
 }
 
@@ -225,6 +265,13 @@ mod tests {
         }
     }
 
+    fn unlimited() -> ConnectionLimit {
+        ConnectionLimit {
+            max: usize::MAX,
+            ..ConnectionLimit::default()
+        }
+    }
+
     fn connect(listener: &std::net::TcpListener) -> (std::net::TcpStream, std::net::TcpStream) {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
@@ -255,7 +302,7 @@ mod tests {
     #[tokio::test]
     async fn connections_go_to_the_thread_with_fewest_and_stay_there() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let workers = Workers::start(2, Duration::from_millis(100), |_| {
+        let workers = Workers::start(2, Duration::from_millis(100), unlimited(), |_| {
             Recorder(Arc::clone(&seen))
         })
         .unwrap();
@@ -294,8 +341,10 @@ mod tests {
         use std::io::Read;
         let seen = Arc::new(Mutex::new(Vec::new()));
         // A grace period far past the test's patience: only the no-drain path ends in time.
-        let workers =
-            Workers::start(1, Duration::from_secs(600), |_| Recorder(Arc::clone(&seen))).unwrap();
+        let workers = Workers::start(1, Duration::from_secs(600), unlimited(), |_| {
+            Recorder(Arc::clone(&seen))
+        })
+        .unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (mut client, server) = connect(&listener);
         workers.assign(server);
@@ -311,6 +360,54 @@ mod tests {
             matches!(closed, Ok(0)),
             "the connection outlived its serving thread: {closed:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_are_closed_and_counted() {
+        use std::io::Read;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let limit = ConnectionLimit {
+            max: 2,
+            ..ConnectionLimit::default()
+        };
+        let workers = Workers::start(2, Duration::from_millis(100), limit.clone(), |_| {
+            Recorder(Arc::clone(&seen))
+        })
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let (client, server) = connect(&listener);
+            workers.assign(server);
+            clients.push(client);
+        }
+        // Two are served; the third was closed at once.
+        assert_eq!(wait_for(&seen, 2).await.len(), 2);
+        assert_eq!(limit.open.get(), 2);
+        assert_eq!(limit.refused.get(), 1);
+        let mut third = clients.pop().unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let closed = tokio::task::spawn_blocking(move || third.read(&mut [0u8; 1]))
+            .await
+            .unwrap();
+        assert!(matches!(closed, Ok(0)), "{closed:?}");
+        // One leaves: its place is free for the next.
+        drop(clients.pop());
+        for _ in 0..500 {
+            if limit.open.get() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (_client, server) = connect(&listener);
+        workers.assign(server);
+        assert_eq!(wait_for(&seen, 3).await.len(), 3);
+        assert_eq!(limit.refused.get(), 1);
+        tokio::time::timeout(Duration::from_secs(5), workers.stop())
+            .await
+            .expect("serving threads stopped");
     }
 
     #[test]

@@ -92,6 +92,12 @@ pub struct GatewayMetrics {
     pub concurrency_limit: Gauge,
     /// Calls refused at admission (over the concurrency limit), which get no access span.
     pub shed: Counter,
+    /// Caller connections open now (all serving threads).
+    pub connections_open: Gauge,
+    /// Caller connections closed at accept, over `limits.max_connections`.
+    pub connections_refused: Counter,
+    /// Caller connections closed after `limits.connection_idle_timeout` with no call open.
+    pub connections_idle_closed: Counter,
     pub audit_queue_depth: Gauge,
     pub audit: Arc<AuditCounters>,
     policy_version: Family<VersionLabels, Gauge>,
@@ -157,6 +163,24 @@ impl GatewayMetrics {
             "calls_shed",
             "Calls refused RESOURCE_EXHAUSTED at admission, over the concurrency limit",
             shed.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Caller connections open now",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Caller connections closed at accept, over limits.max_connections",
+            connections_refused.clone(),
+        );
+        let connections_idle_closed = Counter::default();
+        registry.register(
+            "connections_idle_closed",
+            "Caller connections closed with no call open for limits.connection_idle_timeout",
+            connections_idle_closed.clone(),
         );
         let audit_queue_depth = Gauge::default();
         registry.register(
@@ -230,6 +254,9 @@ impl GatewayMetrics {
             in_flight,
             concurrency_limit,
             shed,
+            connections_open,
+            connections_refused,
+            connections_idle_closed,
             audit_queue_depth,
             audit,
             policy_version,
