@@ -28,6 +28,19 @@ async fn slow_client(h: &Harness) -> ProfileServiceClient<Channel> {
     ProfileServiceClient::new(channel)
 }
 
+/// A long stream on a [`slow_client`], its first record read: it stays open while it is
+/// not read.
+async fn slow_stream(h: &Harness) -> tonic::Streaming<discreet_proto::profile::v1::Profile> {
+    let mut stream = slow_client(h)
+        .await
+        .stream_profiles(stream_request(h))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    stream
+}
+
 fn stream_request(h: &Harness) -> tonic::Request<StreamProfilesRequest> {
     let purpose = "analytics.reporting";
     h.request(
@@ -50,13 +63,7 @@ async fn calls_over_the_limit_are_shed_at_once() {
     })
     .await
     .unwrap();
-    let mut stream = slow_client(&h)
-        .await
-        .stream_profiles(stream_request(&h))
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().unwrap();
+    let stream = slow_stream(&h).await;
     // The stream holds the only slot: the next call is refused, not queued.
     let start = Instant::now();
     let s = assert_refused(
@@ -95,24 +102,12 @@ async fn adaptive_limit_counts_work_not_streams() {
     assert_eq!(metric(&h, "discreet_concurrency_limit").await, 1);
     // A long stream nobody reads: it counts against the ceiling (2), not against the
     // adaptive limit (1), which would otherwise refuse every other call while it lasts.
-    let mut first = slow_client(&h)
-        .await
-        .stream_profiles(stream_request(&h))
-        .await
-        .unwrap()
-        .into_inner();
-    first.message().await.unwrap().unwrap();
+    let first = slow_stream(&h).await;
     for _ in 0..5 {
         get(&h, "persona-eu", "personalize").await.unwrap();
     }
     // A second stream fills the ceiling: the next call is refused, and leaves no span.
-    let mut second = slow_client(&h)
-        .await
-        .stream_profiles(stream_request(&h))
-        .await
-        .unwrap()
-        .into_inner();
-    second.message().await.unwrap().unwrap();
+    let second = slow_stream(&h).await;
     assert_refused(
         get(&h, "persona-eu", "personalize").await,
         Code::ResourceExhausted,
@@ -133,13 +128,7 @@ async fn shutdown_drains_calls_in_flight() {
     })
     .await
     .unwrap();
-    let mut stream = slow_client(&h)
-        .await
-        .stream_profiles(stream_request(&h))
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().unwrap();
+    let mut stream = slow_stream(&h).await;
     let addr = h.addr();
     let shutdown = tokio::spawn(h.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -189,23 +178,9 @@ async fn serves_tls() {
         .connect()
         .await
         .unwrap();
-    let purpose = "personalize";
-    let consent = h.consent("persona-eu", &[purpose]).unwrap();
-    let request = h
-        .request(
-            discreet_proto::profile::v1::GetProfileRequest {
-                subject_id: "persona-eu".into(),
-            },
-            caller_for(purpose),
-            purpose,
-            &[consent],
-        )
-        .unwrap();
-    let p = ProfileServiceClient::new(channel)
-        .get_profile(request)
+    let p = get_on(&mut ProfileServiceClient::new(channel), &h)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(p.contact.is_none() && p.subject_id.len() == 32);
     // Plain h2c to a TLS port gets nowhere.
     let plain = Channel::from_shared(format!("http://{}", h.addr()))
@@ -213,20 +188,8 @@ async fn serves_tls() {
         .connect()
         .await;
     if let Ok(channel) = plain {
-        let consent = h.consent("persona-eu", &[purpose]).unwrap();
-        let request = h
-            .request(
-                discreet_proto::profile::v1::GetProfileRequest {
-                    subject_id: "persona-eu".into(),
-                },
-                caller_for(purpose),
-                purpose,
-                &[consent],
-            )
-            .unwrap();
         assert!(
-            ProfileServiceClient::new(channel)
-                .get_profile(request)
+            get_on(&mut ProfileServiceClient::new(channel), &h)
                 .await
                 .is_err()
         );
@@ -275,11 +238,11 @@ async fn a_stream_without_a_deadline_outlives_the_default_timeout() {
     h.shutdown().await;
 }
 
-/// A `GetProfile` on this connection.
+/// A `GetProfile` for a persona on this connection.
 async fn get_on(
     client: &mut ProfileServiceClient<Channel>,
     h: &Harness,
-) -> Result<(), tonic::Status> {
+) -> Result<discreet_proto::profile::v1::Profile, tonic::Status> {
     let purpose = "personalize";
     let consent = h.consent("persona-eu", &[purpose]).unwrap();
     let request = h
@@ -292,7 +255,10 @@ async fn get_on(
             &[consent],
         )
         .unwrap();
-    client.get_profile(request).await.map(drop)
+    client
+        .get_profile(request)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,13 +329,7 @@ async fn idle_connections_are_closed_and_connections_with_a_call_open_are_not() 
     let idle_ended = tokio::spawn(connection);
     // A connection with one long call open, read slowly.
     let opened = Instant::now();
-    let mut stream = slow_client(&h)
-        .await
-        .stream_profiles(stream_request(&h))
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().unwrap();
+    let mut stream = slow_stream(&h).await;
     // The idle one is closed (GOAWAY, then close) after 1 to 1.25 s; 10 s is patience.
     tokio::time::timeout(Duration::from_secs(10), idle_ended)
         .await

@@ -316,28 +316,37 @@ mod tests {
 
     use super::*;
 
-    /// A store that completes the HTTP/2 handshake and then goes silent, as one behind a
-    /// lost node or a partition does: it answers no call and no PING, and never closes.
-    /// Counts the connections it was given.
-    async fn silent_store() -> (String, Arc<AtomicUsize>) {
+    /// A store on a free port that serves each connection with `serve`, and counts them.
+    async fn counting_store<F, Fut>(serve: F) -> (String, Arc<AtomicUsize>)
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&connections);
         tokio::spawn(async move {
             loop {
-                let (mut tcp, _) = listener.accept().await.unwrap();
+                let (tcp, _) = listener.accept().await.unwrap();
                 counted.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    // An empty SETTINGS frame, then nothing: what arrives is read and
-                    // dropped, so the client's writes never block.
-                    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-                    let mut sink = [0u8; 4096];
-                    while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-                });
+                tokio::spawn(serve(tcp));
             }
         });
         (address, connections)
+    }
+
+    /// A store that completes the HTTP/2 handshake and then goes silent, as one behind a
+    /// lost node or a partition does: it answers no call and no PING, and never closes.
+    async fn silent_store() -> (String, Arc<AtomicUsize>) {
+        counting_store(|mut tcp| async move {
+            // An empty SETTINGS frame, then nothing: what arrives is read and dropped, so
+            // the client's writes never block.
+            tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+            let mut sink = [0u8; 4096];
+            while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        })
+        .await
     }
 
     fn request(client: &UpstreamClient) -> Request<Bytes> {
@@ -393,25 +402,16 @@ mod tests {
     async fn a_store_that_answers_pings_keeps_its_connection() {
         // The reference of the test above: an h2 server that answers PINGs (h2 does so
         // on its own) but no call keeps the one connection past several intervals.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&connections);
-        tokio::spawn(async move {
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                counted.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let mut connection = h2::server::handshake(tcp).await.unwrap();
-                    // Requests are taken and never answered; the connection is polled, so
-                    // PINGs are.
-                    let mut held = Vec::new();
-                    while let Some(Ok(call)) = connection.accept().await {
-                        held.push(call);
-                    }
-                });
+        let (address, connections) = counting_store(|tcp| async move {
+            let mut connection = h2::server::handshake(tcp).await.unwrap();
+            // Requests are taken and never answered; the connection is polled, so PINGs
+            // are.
+            let mut held = Vec::new();
+            while let Some(Ok(call)) = connection.accept().await {
+                held.push(call);
             }
-        });
+        })
+        .await;
         let mut client = UpstreamClient::new(address, Duration::from_secs(2), 1).unwrap();
         client.keepalive = Keepalive {
             interval: Duration::from_millis(50),
