@@ -11,6 +11,11 @@ import sys
 
 OK, SHED = 0, 8
 WINDOW_US = 500_000  # recovery is judged on half-second windows of probe calls
+# A window's p90, not its p99: at 200 calls a second a half-second window holds 100 calls,
+# so its p99 is its second-slowest call, and the unloaded phase's own windows fail a p99
+# test now and then (3 of 18 in one run), which would measure noise, not recovery. The
+# table prints how many unloaded windows pass the same test: it must be all of them.
+WINDOW_PCT = 90
 
 
 def pct(values, p):
@@ -58,9 +63,15 @@ def main():
             if phases[0][2] + 1_000_000 <= t < phases[0][3] and code == OK]
     base_p99 = pct(base, 99) or 1
     limit = base_p99 * 1.5
+    window_limit = (pct(base, WINDOW_PCT) or 1) * 1.5
+    unloaded = [c for c in calls if phases[0][2] + 1_000_000 <= c[0] < phases[0][3]]
+    unloaded_windows = judged_windows(unloaded, phases[0][2] + 1_000_000, phases[0][3], window_limit)
 
     print(f"Saturation (fixed limit, closed loop, 8 x 16 streams): {saturation:,} calls/s. "
           f"Idle RSS {idle_rss / 1024:.1f} MiB. Unloaded p99 {base_p99} µs; target 1.5x = {limit:.0f} µs.")
+    print(f"Recovered: from the flood's end, every half-second window of probe calls all admitted "
+          f"with p{WINDOW_PCT} within 1.5x the unloaded p{WINDOW_PCT} ({window_limit:.0f} µs); "
+          f"unloaded windows meeting that test: {sum(g for _, g in unloaded_windows)}/{len(unloaded_windows)}.")
     print()
     print("| phase | offered calls/s | served OK calls/s | probe calls | admitted | shed | other | admitted p50 µs "
           "| admitted p99 µs | p99 / unloaded | shed p99 µs | peak RSS MiB | recovered after |")
@@ -76,7 +87,7 @@ def main():
         ratio = f"{p99 / base_p99:.2f}x" if p99 else "-"
         recovered = "-"
         if name.startswith("after"):
-            recovered = recovery(inside, begin, end, limit)
+            recovered = recovery(inside, begin, end, window_limit)
         if name.startswith("flood") and p99:
             verdicts.append((name, p99 <= limit))
         served, offered = "-", "-"
@@ -94,16 +105,27 @@ def main():
         print(f"{name}: admitted p99 {'within' if met else 'ABOVE'} 1.5x the unloaded p99")
 
 
-def recovery(inside, begin, end, limit):
-    """Time from the flood's end to the first half-second window from which every later
-    window in the quiet phase has no shed or failed call and a p99 within the limit."""
+def judged_windows(inside, begin, end, limit):
+    """Half-second windows of the calls in [begin, end): (start, whether every call was
+    admitted and the window's p90 is within `limit`). The probe starts its calls on a fixed
+    schedule whatever happens to them, so only a phase's last sliver can be empty; empty
+    windows are left out."""
     windows = []
     t = begin
     while t < end:
-        w = [c for c in inside if t <= c[0] < t + WINDOW_US]
-        good = bool(w) and all(code == OK for (_, _, code) in w) and pct([c[1] for c in w], 99) <= limit
-        windows.append((t, good))
+        w = [c for c in inside if t <= c[0] < min(t + WINDOW_US, end)]
+        if w:
+            good = all(code == OK for (_, _, code) in w) \
+                and pct([c[1] for c in w], WINDOW_PCT) <= limit
+            windows.append((t, good))
         t += WINDOW_US
+    return windows
+
+
+def recovery(inside, begin, end, limit):
+    """Time from the flood's end to the first half-second window from which every later
+    window in the quiet phase is good (see `judged_windows`)."""
+    windows = judged_windows(inside, begin, end, limit)
     for i, (t, _) in enumerate(windows):
         if all(g for (_, g) in windows[i:]):
             return f"{(t - begin) / 1e6:.1f} s"
