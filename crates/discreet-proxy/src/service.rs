@@ -257,24 +257,30 @@ impl Core {
                 )?,
                 None => (message, 0),
             };
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let mut upstream_request = Request::new(encode(&message));
-            *upstream_request.method_mut() = http::Method::POST;
-            *upstream_request.uri_mut() = self.upstream.uri(&route.path)?;
-            *upstream_request.headers_mut() = metadata::upstream_headers(
-                &parts.headers,
-                &caller,
-                idle_limit
-                    .is_none()
-                    .then(|| u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
-            );
-            // The store's spans become children of the access span, in the same trace.
-            if let Ok(mut v) = HeaderValue::from_str(&access.trace().upstream_traceparent()) {
-                // New on every call: not worth a place in the store connection's HPACK table.
-                v.set_sensitive(true);
-                upstream_request.headers_mut().insert("traceparent", v);
-            }
-            let response = self.upstream.send(upstream_request).await?;
+            // Made again only if the store provably did not take the first (`upstream.rs`):
+            // a copy kept for that would cost every call.
+            let upstream_head = || {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let mut head = Request::new(());
+                *head.method_mut() = http::Method::POST;
+                *head.uri_mut() = self.upstream.uri(&route.path)?;
+                *head.headers_mut() = metadata::upstream_headers(
+                    &parts.headers,
+                    &caller,
+                    idle_limit
+                        .is_none()
+                        .then(|| u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
+                );
+                // The store's spans become children of the access span, in the same trace.
+                if let Ok(mut v) = HeaderValue::from_str(&access.trace().upstream_traceparent()) {
+                    // New on every call: not worth a place in the store connection's HPACK
+                    // table.
+                    v.set_sensitive(true);
+                    head.headers_mut().insert("traceparent", v);
+                }
+                Ok(head.into_parts().0)
+            };
+            let response = self.upstream.send(upstream_head, encode(&message)).await?;
             let access = access_slot.take().ok_or(CallError::Cancelled)?;
             let enforcer = ResponseEnforcer::new(
                 Arc::clone(&route),

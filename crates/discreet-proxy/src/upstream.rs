@@ -98,23 +98,22 @@ impl UpstreamClient {
             .map_err(|_| CallError::UnknownMethod(path.to_owned()))
     }
 
-    /// Sends one request with its one message and waits for the response head; any
-    /// failure to reach the store is UNAVAILABLE.
+    /// Sends one request (`head()` and its one message) and waits for the response
+    /// head; any failure to reach the store is UNAVAILABLE.
     ///
     /// A request the store provably never processed is sent once more, on a new
     /// connection: one its GOAWAY excluded (a stream above the GOAWAY's last stream id, or
     /// opened after it) or one it refused with `REFUSED_STREAM` (RFC 9113, sections 6.8
     /// and 8.7). That is what a store's rolling restart looks like from here, and callers
     /// should not see it. Nothing else is retried: a request the store may have acted on
-    /// is not ours to repeat.
+    /// is not ours to repeat. `head` is called again for the second try rather than the
+    /// first head copied for every call.
     pub(crate) async fn send(
         &self,
-        request: Request<Bytes>,
+        head: impl Fn() -> Result<http::request::Parts, CallError>,
+        message: Bytes,
     ) -> Result<Response<RecvStream>, CallError> {
-        let (head, message) = request.into_parts();
-        // Kept for the one retry; a header map's clone is small beside the call.
-        let again = copy_head(&head);
-        let e = match self.attempt(head, message.clone()).await? {
+        let e = match self.attempt(head()?, message.clone()).await? {
             Ok(response) => return Ok(response),
             Err(e) if never_processed(&e) => e,
             Err(e) => {
@@ -123,7 +122,7 @@ impl UpstreamClient {
             }
         };
         tracing::info!(error = %StoreError(&e), "the profile store did not take the request; sending it again on a new connection");
-        match self.attempt(again, message).await? {
+        match self.attempt(head()?, message).await? {
             Ok(response) => Ok(response),
             Err(e) => {
                 tracing::warn!(error = %StoreError(&e), "profile store request failed");
@@ -246,17 +245,6 @@ fn never_processed(e: &h2::Error) -> bool {
         && (e.is_go_away() || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)))
 }
 
-/// A copy of a request head (`Parts` is not `Clone`: its extensions need not be; ours
-/// has none).
-fn copy_head(head: &http::request::Parts) -> http::request::Parts {
-    let mut copy = Request::new(());
-    *copy.method_mut() = head.method.clone();
-    *copy.uri_mut() = head.uri.clone();
-    *copy.version_mut() = head.version;
-    *copy.headers_mut() = head.headers.clone();
-    copy.into_parts().0
-}
-
 /// An `h2` error as our logs may show it: what happened and the HTTP/2 reason code, never
 /// the bytes the store sent. h2's own `Display` appends a GOAWAY's debug data, which the
 /// store chooses (and a broken or hostile store could fill with a record).
@@ -349,11 +337,20 @@ mod tests {
         .await
     }
 
-    fn request(client: &UpstreamClient) -> Request<Bytes> {
-        let mut request = Request::new(Bytes::from_static(&[0, 0, 0, 0, 0]));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = client.uri("/profile.v1.ProfileService/GetProfile").unwrap();
-        request
+    /// A `GetProfile` with an empty message, as `send` takes it.
+    fn request(
+        client: &UpstreamClient,
+    ) -> (
+        impl Fn() -> Result<http::request::Parts, CallError> + '_,
+        Bytes,
+    ) {
+        let head = || {
+            let mut head = Request::new(());
+            *head.method_mut() = http::Method::POST;
+            *head.uri_mut() = client.uri("/profile.v1.ProfileService/GetProfile")?;
+            Ok(head.into_parts().0)
+        };
+        (head, Bytes::from_static(&[0, 0, 0, 0, 0]))
     }
 
     #[tokio::test]
@@ -366,8 +363,10 @@ mod tests {
         };
         // The call gets no answer: its deadline ends it, or the keep-alive its connection
         // (UNAVAILABLE).
-        let waited =
-            tokio::time::timeout(Duration::from_millis(300), client.send(request(&client)));
+        let waited = tokio::time::timeout(Duration::from_millis(300), {
+            let (head, message) = request(&client);
+            client.send(head, message)
+        });
         assert!(
             !matches!(waited.await, Ok(Ok(_))),
             "the silent store answered"
@@ -386,7 +385,10 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let next = tokio::time::timeout(Duration::from_millis(300), client.send(request(&client)));
+        let next = tokio::time::timeout(Duration::from_millis(300), {
+            let (head, message) = request(&client);
+            client.send(head, message)
+        });
         assert!(
             !matches!(next.await, Ok(Ok(_))),
             "the silent store answered"
@@ -418,8 +420,10 @@ mod tests {
             timeout: Duration::from_secs(2),
         };
         for _ in 0..3 {
-            let waited =
-                tokio::time::timeout(Duration::from_millis(300), client.send(request(&client)));
+            let waited = tokio::time::timeout(Duration::from_millis(300), {
+                let (head, message) = request(&client);
+                client.send(head, message)
+            });
             assert!(waited.await.is_err());
         }
         assert_eq!(connections.load(Ordering::Relaxed), 1);
