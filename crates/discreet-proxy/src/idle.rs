@@ -36,25 +36,34 @@ impl ConnectionCalls {
         CallInFlight(Arc::clone(self))
     }
 
-    /// Resolves once the connection has had no call open for `timeout` (to 1.25x it),
-    /// never if `timeout` is zero.
+    /// Resolves once the connection has had no call open for `timeout` (to 1.25x it, never
+    /// less), never if `timeout` is zero.
     pub(crate) async fn idle_for(self: Arc<Self>, timeout: Duration) {
         if timeout.is_zero() {
             return std::future::pending().await;
         }
         let tick = timeout / 4;
         let mut seen = self.started.load(Ordering::Relaxed);
+        // Counting quiet checks from a time the connection is known to have been quiet
+        // since: the start, or a check that found no call open after calls (they ended
+        // before it, so counting from the check never closes a connection early, and a
+        // connection goes between 1x and 1.25x the timeout after its last call).
+        let mut counting = true;
         let mut quiet_ticks = 0;
         loop {
             tokio::time::sleep(tick).await;
             let started = self.started.load(Ordering::Relaxed);
-            if started == seen && self.open.load(Ordering::Relaxed) == 0 {
+            if self.open.load(Ordering::Relaxed) != 0 {
+                counting = false;
+                quiet_ticks = 0;
+            } else if started != seen || !counting {
+                counting = true;
+                quiet_ticks = 0;
+            } else {
                 quiet_ticks += 1;
                 if quiet_ticks >= 4 {
                     return;
                 }
-            } else {
-                quiet_ticks = 0;
             }
             seen = started;
         }
@@ -98,6 +107,21 @@ mod tests {
         // Once it ends, the timeout runs from there.
         drop(call);
         assert!(resolves_within(Arc::clone(&calls).idle_for(TIMEOUT), TIMEOUT * 2).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_runs_from_the_end_of_the_last_call() {
+        let calls = Arc::new(ConnectionCalls::default());
+        let call = calls.begin();
+        let idle = Arc::clone(&calls).idle_for(TIMEOUT);
+        tokio::pin!(idle);
+        // Checks every 15 s; the call ends 5 s before one.
+        assert!(!resolves_within(idle.as_mut(), Duration::from_secs(70)).await);
+        drop(call);
+        // Not a second early...
+        assert!(!resolves_within(idle.as_mut(), TIMEOUT - Duration::from_secs(1)).await);
+        // ...and by 1.25x the timeout after the call ended.
+        assert!(resolves_within(idle, TIMEOUT / 4 + Duration::from_secs(1)).await);
     }
 
     #[tokio::test(start_paused = true)]
