@@ -353,6 +353,17 @@ mod tests {
         (head, Bytes::from_static(&[0, 0, 0, 0, 0]))
     }
 
+    /// A call to a store that does not answer: its deadline (300 ms) ends it, or the
+    /// keep-alive its connection (UNAVAILABLE); never an answer.
+    async fn unanswered(client: &UpstreamClient) {
+        let (head, message) = request(client);
+        let sent = tokio::time::timeout(Duration::from_millis(300), client.send(head, message));
+        assert!(
+            !matches!(sent.await, Ok(Ok(_))),
+            "the silent store answered"
+        );
+    }
+
     #[tokio::test]
     async fn a_store_that_goes_silent_is_dropped_for_a_new_connection() {
         let (address, connections) = silent_store().await;
@@ -361,16 +372,7 @@ mod tests {
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(100),
         };
-        // The call gets no answer: its deadline ends it, or the keep-alive its connection
-        // (UNAVAILABLE).
-        let waited = tokio::time::timeout(Duration::from_millis(300), {
-            let (head, message) = request(&client);
-            client.send(head, message)
-        });
-        assert!(
-            !matches!(waited.await, Ok(Ok(_))),
-            "the silent store answered"
-        );
+        unanswered(&client).await;
         assert_eq!(connections.load(Ordering::Relaxed), 1);
         // The unanswered PING ends the connection, so the next call does not inherit it.
         let slot = client.slot();
@@ -385,14 +387,7 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let next = tokio::time::timeout(Duration::from_millis(300), {
-            let (head, message) = request(&client);
-            client.send(head, message)
-        });
-        assert!(
-            !matches!(next.await, Ok(Ok(_))),
-            "the silent store answered"
-        );
+        unanswered(&client).await;
         assert_eq!(
             connections.load(Ordering::Relaxed),
             2,

@@ -462,6 +462,14 @@ fn answer_every_connection(listener: TcpListener, answer: Vec<u8>, close: bool) 
     });
 }
 
+/// An HTTP/2 frame on stream 0, no flags.
+fn h2_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, 0, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
 /// An HTTP/2 server that answers every connection with its SETTINGS and then a GOAWAY
 /// (PROTOCOL_ERROR, no stream processed) whose debug data is `debug`: the store chooses
 /// those bytes, so they may hold anything, a record included.
@@ -474,16 +482,10 @@ impl GoAwayServer {
     pub async fn start(debug: &str) -> GoAwayServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let frame = |kind: u8, payload: &[u8]| {
-            let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
-            let mut f = vec![len[1], len[2], len[3], kind, 0, 0, 0, 0, 0];
-            f.extend_from_slice(payload);
-            f
-        };
         let mut goaway = vec![0, 0, 0, 0, 0, 0, 0, 1];
         goaway.extend_from_slice(debug.as_bytes());
-        let mut answer = frame(0x4, &[]);
-        answer.extend_from_slice(&frame(0x7, &goaway));
+        let mut answer = h2_frame(0x4, &[]);
+        answer.extend_from_slice(&h2_frame(0x7, &goaway));
         answer_every_connection(listener, answer, false);
         GoAwayServer { addr }
     }
@@ -523,9 +525,9 @@ impl RestartingStore {
                     if !read_until_headers(&mut tcp).await {
                         return;
                     }
-                    let mut answer = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
-                    answer.extend_from_slice(&[0, 0, 8, 0x7, 0, 0, 0, 0, 0]);
-                    answer.extend_from_slice(&[0; 8]);
+                    // SETTINGS, then GOAWAY: last stream 0, NO_ERROR.
+                    let mut answer = h2_frame(0x4, &[]);
+                    answer.extend_from_slice(&h2_frame(0x7, &[0; 8]));
                     let _ = tcp.write_all(&answer).await;
                     let mut sink = [0u8; 1024];
                     while let Ok(n) = tcp.read(&mut sink).await {
