@@ -286,11 +286,23 @@ async fn next_batch(
         return;
     }
     if batch.len() < b.max && !b.delay.is_zero() {
-        let _ = tokio::time::timeout(b.delay, queued.full.notified()).await;
+        let deadline = tokio::time::Instant::now() + b.delay;
+        let _ = tokio::time::timeout_at(deadline, queued.full.notified()).await;
         while batch.len() < b.max {
             match rx.try_recv() {
                 Ok(span) => batch.push(span),
-                // Nothing more yet, or the queue closed (shutdown): send what there is.
+                // A span is counted before it is sent (`Queued::add`): one counted and
+                // not here yet is on its way. Taking the batch without it would leave it
+                // alone in the queue, waiting out a whole delay for a batch that was full.
+                Err(mpsc::error::TryRecvError::Empty)
+                    if queued.spans.load(Ordering::Relaxed) > batch.len() =>
+                {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(span)) => batch.push(span),
+                        _ => break,
+                    }
+                }
+                // Nothing more counted, or the queue closed (shutdown): send what there is.
                 Err(_) => break,
             }
         }
@@ -440,8 +452,48 @@ async fn export_with_retry(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{COLLECTOR_TEXT_MAX, collector_text, fitting};
+    use super::{
+        AtomicUsize, Batching, COLLECTOR_TEXT_MAX, Duration, Notify, Queued, collector_text,
+        fitting, mpsc, next_batch,
+    };
+
+    #[tokio::test]
+    async fn a_full_batch_waits_for_its_last_span_still_being_sent() {
+        // The interleaving behind a CI failure: the eighth span is counted (which wakes
+        // the exporter for a full batch) but not yet in the queue when the exporter looks.
+        let (tx, mut rx) = mpsc::channel(16);
+        let queued = Queued {
+            spans: AtomicUsize::new(0),
+            batch: 8,
+            full: Notify::new(),
+        };
+        for _ in 0..8 {
+            queued.add();
+        }
+        for i in 0..7u8 {
+            tx.send(vec![i]).await.unwrap();
+        }
+        let last = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send(vec![7]).await.unwrap();
+        });
+        let b = Batching {
+            max: 8,
+            delay: Duration::from_secs(600),
+        };
+        let mut batch = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            next_batch(&mut rx, &queued, &mut batch, b),
+        )
+        .await
+        .unwrap();
+        last.await.unwrap();
+        assert_eq!(batch.len(), 8, "the batch left without its last span");
+        assert_eq!(queued.spans.load(super::Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn collector_text_cannot_split_a_log_line_and_is_bounded() {
