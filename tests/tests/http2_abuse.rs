@@ -17,7 +17,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{caller_for, get};
+use common::{caller_for, get, metric};
 use discreet_testkit::Harness;
 use h2::Reason;
 use http::{HeaderName, HeaderValue, Request};
@@ -609,4 +609,152 @@ async fn finding_5_unfinished_large_bodies_cost_bounded_memory() {
         "{STREAMS} unfinished request bodies grew resident memory by {} KiB",
         peak.saturating_sub(before)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Shedding: refusals sent before the request body arrived.
+
+/// What the gateway sent back on a raw connection, frame by frame.
+#[derive(Debug)]
+enum ServerFrame {
+    /// A HEADERS frame that ended its stream (a trailers-only answer).
+    Ended(u32),
+    /// RST_STREAM, with its error code.
+    Reset(u32),
+    /// GOAWAY, with its error code.
+    GoAway(u32),
+    Closed,
+}
+
+/// Reads frames from `read` and reports the ones [`ServerFrame`] names.
+fn server_frames(
+    mut read: tokio::net::tcp::OwnedReadHalf,
+) -> tokio::sync::mpsc::UnboundedReceiver<ServerFrame> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            match read.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            while buf.len() >= 9 {
+                let len =
+                    usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+                if buf.len() < 9 + len {
+                    break;
+                }
+                let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+                let word = |at: usize| {
+                    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+                };
+                let event = match buf[3] {
+                    1 if buf[4] & 1 == 1 => Some(ServerFrame::Ended(stream)),
+                    3 if len >= 4 => Some(ServerFrame::Reset(word(9))),
+                    7 if len >= 8 => Some(ServerFrame::GoAway(word(13))),
+                    _ => None,
+                };
+                if let Some(event) = event {
+                    let _ = tx.send(event);
+                }
+                buf.drain(..9 + len);
+            }
+        }
+        let _ = tx.send(ServerFrame::Closed);
+    });
+    rx
+}
+
+/// A caller whose calls are all shed, each request's DATA frame reaching the gateway after
+/// its refusal went out (a flood's calls queue behind one another), keeps its connection
+/// and gets `RESOURCE_EXHAUSTED` for every call. The gateway reads the rest of a refused
+/// call's body instead of resetting the stream: h2 answers DATA on a reset stream it has
+/// forgotten with a stream error, and closes a connection that provoked 256 of those with
+/// GOAWAY(ENHANCE_YOUR_CALM), every call on it lost (the overload benchmark's 5x flood
+/// lost its connections this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shed_calls_whose_body_comes_late_keep_their_connection() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::start_with(|c| c.limits.max_concurrent_calls = 1)
+        .await
+        .unwrap();
+    let purpose = "analytics.reporting";
+    let mut headers = valid_headers(&h, caller_for(purpose), purpose);
+    headers.push(("grpc-timeout".into(), "60S".into()));
+    // One call whose body never ends holds the only place: every other call is shed.
+    let held = slow_streams(h.addr(), &headers, 1).await;
+
+    let tcp = TcpStream::connect(h.addr()).await.unwrap();
+    let (read, mut write) = tcp.into_split();
+    let mut frames = server_frames(read);
+    let mut start = PREFACE.to_vec();
+    start.extend(raw_frame(4, 0, 0, &[])); // SETTINGS
+    write.write_all(&start).await.unwrap();
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+    hpack_literal(":path", GET_PROFILE, &mut block);
+    hpack_literal(":authority", "localhost", &mut block);
+    for (name, value) in &headers {
+        hpack_literal(name, value, &mut block);
+    }
+    // Rounds of 100 calls: all their HEADERS, then (every refusal received) their DATA.
+    const ROUNDS: u32 = 6;
+    const CALLS: u32 = 100;
+    let mut next_stream = 1u32;
+    let mut resets = Vec::new();
+    for round in 0..ROUNDS {
+        let first = next_stream;
+        let mut out = Vec::new();
+        for _ in 0..CALLS {
+            out.extend(raw_frame(1, 0x4, next_stream, &block)); // HEADERS, END_HEADERS
+            next_stream += 2;
+        }
+        write.write_all(&out).await.unwrap();
+        let mut refused = 0;
+        while refused < CALLS {
+            let event = tokio::time::timeout(Duration::from_secs(10), frames.recv())
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: {refused} of {CALLS} refusals in 10 s"));
+            match event {
+                Some(ServerFrame::Ended(s)) if s >= first => refused += 1,
+                Some(ServerFrame::Ended(_)) => {}
+                Some(ServerFrame::Reset(code)) => resets.push(code),
+                Some(ServerFrame::GoAway(code)) => {
+                    panic!("round {round}: the gateway closed the connection: GOAWAY {code:#x}")
+                }
+                other => panic!("round {round}: the gateway gave up the connection: {other:?}"),
+            }
+        }
+        // The calls' messages (an empty GetProfileRequest), after their refusals.
+        let mut out = Vec::new();
+        for stream in (first..next_stream).step_by(2) {
+            out.extend(raw_frame(0, 0x1, stream, &[0, 0, 0, 0, 0])); // DATA, END_STREAM
+        }
+        write.write_all(&out).await.unwrap();
+    }
+    // One more call on the same connection is answered like the others.
+    write
+        .write_all(&raw_frame(1, 0x5, next_stream, &block))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), frames.recv()).await {
+            Ok(Some(ServerFrame::Ended(s))) if s == next_stream => break,
+            Ok(Some(ServerFrame::Ended(_))) => {}
+            Ok(Some(ServerFrame::Reset(code))) => resets.push(code),
+            other => panic!("the last call was not answered: {other:?}"),
+        }
+    }
+    assert!(
+        resets.is_empty(),
+        "the gateway reset {} refused streams (codes {:?}) instead of reading their bodies",
+        resets.len(),
+        &resets[..resets.len().min(5)]
+    );
+    assert_eq!(
+        metric(&h, "discreet_calls_shed_total").await,
+        u64::from(ROUNDS * CALLS + 1)
+    );
+    drop((held, write));
+    h.shutdown().await;
 }

@@ -39,6 +39,7 @@ mod local;
 mod metadata;
 mod plans;
 mod policy_state;
+mod request_body;
 mod route;
 mod server;
 mod service;

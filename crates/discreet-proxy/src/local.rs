@@ -3,8 +3,8 @@
 //! personal data, so neither needs a caller identity.
 use std::{convert::Infallible, future::Future, pin::Pin, sync::Arc};
 
+use crate::request_body::RequestBody;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tonic::body::Body;
 use tonic_health::server::HealthReporter;
 use tower_service::Service;
@@ -13,12 +13,12 @@ type BoxResponse = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// One local service, type-erased.
 #[derive(Clone)]
-pub(crate) struct LocalService(Arc<dyn Fn(Request<Incoming>) -> BoxResponse + Send + Sync>);
+pub(crate) struct LocalService(Arc<dyn Fn(Request<RequestBody>) -> BoxResponse + Send + Sync>);
 
 impl LocalService {
     fn new<S>(service: S) -> Self
     where
-        S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        S: Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible>
             + Clone
             + Send
             + Sync
@@ -36,7 +36,7 @@ impl LocalService {
         }))
     }
 
-    pub(crate) async fn call(&self, request: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn call(&self, request: Request<RequestBody>) -> Response<Body> {
         (self.0)(request).await
     }
 }

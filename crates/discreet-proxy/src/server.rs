@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::{
     idle::ConnectionCalls,
     linger::Lingering,
+    request_body::RequestBody,
     service::Core,
     workers::{ConnectionHandler, ConnectionLimit, Workers},
 };
@@ -120,9 +121,11 @@ impl ConnectionHandler for Http2Connections {
         let calls = Arc::new(ConnectionCalls::default());
         let core = Arc::clone(&self.core);
         let counted = Arc::clone(&calls);
-        let service = service_fn(move |request| {
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let core = Arc::clone(&core);
             let call = counted.begin();
+            // From here on an unread request body ends cleanly (`request_body.rs`).
+            let request = request.map(RequestBody::new);
             async move { Ok::<_, Infallible>(core.handle(request, call).await) }
         });
         let builder = Arc::clone(&self.builder);

@@ -16,6 +16,7 @@
 //! gRPC status; nothing here writes a status by hand.
 use std::{sync::Arc, time::Duration};
 
+use crate::request_body::RequestBody;
 use bytes::Bytes;
 use discreet_config::Limits;
 use discreet_consent::ConsentService;
@@ -23,7 +24,6 @@ use discreet_policy::LegalBasis;
 use discreet_redact::{extract_strings, last_string};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     time::Instant,
@@ -87,7 +87,7 @@ impl Core {
     /// response is done: for an answer streamed from the store, with the response body.
     pub(crate) async fn handle(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         call: CallInFlight,
     ) -> Response<Body> {
         let path = request.uri().path();
@@ -129,7 +129,7 @@ impl Core {
     /// An admitted call: its decision, its access span and its response.
     async fn admitted(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         permit: (AdmissionPermit, CallInFlight),
     ) -> Response<Body> {
         let path = request.uri().path();
@@ -160,7 +160,7 @@ impl Core {
 
     async fn enforce(
         self: &Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         (permit, call): (AdmissionPermit, CallInFlight),
         decision_id: &HeaderValue,
         access_slot: &mut Option<AccessLog>,
@@ -425,7 +425,7 @@ fn check_response_head(
 /// Reads the request body: exactly one message, no larger than the limit. Every byte
 /// buffered takes a permit of the shared `budget`, held by the returned permit.
 async fn read_one_message(
-    mut body: Incoming,
+    mut body: RequestBody,
     max_message_bytes: usize,
     encoded: bool,
     budget: &Arc<Semaphore>,

@@ -9,8 +9,9 @@
 //!
 //! `--connections N` spreads the calls over N connections; with a high `--rate` this is
 //! also the overload benchmark's flood, smoother than `h2load --rps` (which sends each
-//! client's calls in bursts). Prints a summary line (calls, ok, shed, ok_per_s, ok p50 and
-//! p99); with `--log`, writes to it a first line `# start_unix_us=N` (when the schedule began, to line
+//! client's calls in bursts). Calls not started by the end of `--seconds` (the client
+//! fell behind) are not sent. Prints a summary line (scheduled, calls sent, ok, shed,
+//! ok_per_s, ok p50 and p99); with `--log`, writes to it a first line `# start_unix_us=N` (when the schedule began, to line
 //! the calls up with the flood's timeline) and then `start_us<TAB>latency_us<TAB>code`
 //! lines; `code` is the grpc-status, or 4294967295 for a transport error.
 use std::{
@@ -58,13 +59,27 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
                 .unwrap_or_default(),
         );
         let mut tasks = Vec::with_capacity(calls);
+        // A client that falls behind its schedule (a flood on a busy machine, or one held
+        // back by the gateway's stream limit) stops at the schedule's end rather than
+        // sending its backlog after it: the calls it could not send in time are not sent,
+        // and the summary says how many were.
+        let end = started + Duration::from_secs_f64(seconds);
         for i in 0..calls {
             let scheduled = started + interval * u32::try_from(i).unwrap_or(u32::MAX);
             tokio::time::sleep_until(scheduled.into()).await;
+            if Instant::now() >= end {
+                break;
+            }
             let send = senders[i % senders.len()].clone();
             let (mut send, plan, records) = (send, plan.clone(), records.clone());
             tasks.push(tokio::spawn(async move {
                 let sent = Instant::now();
+                // Not on the wire by the schedule's end (a flood waiting for the
+                // gateway's stream limit, or the client itself behind): not sent.
+                match tokio::time::timeout_at(end.into(), send.clone().ready()).await {
+                    Ok(Ok(ready)) => send = ready,
+                    _ => return,
+                }
                 let code = one_call(&mut send, &plan, usize::MAX)
                     .await
                     .unwrap_or(u32::MAX);
@@ -94,7 +109,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     ok.sort_unstable();
     let shed = records.iter().filter(|r| r.2 == 8).count();
     println!(
-        "calls={} ok={} shed={shed} other={} seconds={seconds} elapsed={elapsed:.3} ok_per_s={:.0} ok_p50_us={} ok_p99_us={}",
+        "scheduled={calls} calls={} ok={} shed={shed} other={} seconds={seconds} elapsed={elapsed:.3} ok_per_s={:.0} ok_p50_us={} ok_p99_us={}",
         records.len(),
         ok.len(),
         records.len() - ok.len() - shed,
