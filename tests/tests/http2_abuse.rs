@@ -273,32 +273,19 @@ async fn continuation_flood(
     next: impl Fn(u64) -> Vec<u8>,
 ) -> FloodOutcome {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut read, mut write) = tcp.into_split();
+    let (read, mut write) = tcp.into_split();
     let go_away = Arc::new(AtomicU64::new(u64::MAX));
     let closed = Arc::new(AtomicBool::new(false));
+    let mut frames = server_frames(read);
     let reader = tokio::spawn({
         let go_away = Arc::clone(&go_away);
         let closed = Arc::clone(&closed);
         async move {
-            let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 16 * 1024];
-            loop {
-                match read.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                // Parse whole frames; a GOAWAY carries the error code at bytes 4..8.
-                while buf.len() >= 9 {
-                    let len =
-                        usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
-                    if buf.len() < 9 + len {
-                        break;
-                    }
-                    if buf[3] == 7 && len >= 8 {
-                        let code = u32::from_be_bytes([buf[13], buf[14], buf[15], buf[16]]);
-                        go_away.store(u64::from(code), Ordering::Relaxed);
-                    }
-                    buf.drain(..9 + len);
+            while let Some(frame) = frames.recv().await {
+                match frame {
+                    ServerFrame::GoAway(code) => go_away.store(u64::from(code), Ordering::Relaxed),
+                    ServerFrame::Closed => break,
+                    _ => {}
                 }
             }
             closed.store(true, Ordering::Relaxed);
