@@ -671,6 +671,15 @@ async fn shed_calls_whose_body_comes_late_keep_their_connection() {
     headers.push(("grpc-timeout".into(), "60S".into()));
     // One call whose body never ends holds the only place: every other call is shed.
     let held = slow_streams(h.addr(), &headers, 1).await;
+    // Admitted before any call below arrives (it travels on another connection).
+    let start = Instant::now();
+    while metric(&h, "discreet_calls_in_flight").await < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the held call was not admitted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let tcp = TcpStream::connect(h.addr()).await.unwrap();
     let (read, mut write) = tcp.into_split();

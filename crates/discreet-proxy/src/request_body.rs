@@ -18,6 +18,8 @@
 //! call's HEADERS and DATA travel together) is read on the spot, without a task; only a
 //! body still on its way gets a task. Past the bounds the body is dropped and the stream
 //! reset as before: a caller that keeps sending to a refused call is not served for free.
+//! A draining stream still counts against its connection's stream limit, and a graceful
+//! drain waits for it (at most [`DRAIN_MAX_WAIT`] more).
 use std::{
     pin::Pin,
     task::{Context, Poll, Waker},
@@ -30,10 +32,10 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 /// The most of an unread body read and discarded after the gateway has answered.
-pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
+const DRAIN_MAX_BYTES: usize = 64 * 1024;
 /// The longest an unread body is waited for after the gateway has answered. About as long
 /// as h2 remembers a reset stream: a body later than that would be refused anyway.
-pub(crate) const DRAIN_MAX_WAIT: Duration = Duration::from_secs(1);
+const DRAIN_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// A request body that, when dropped unfinished, drains the rest (module documentation).
 #[derive(Debug)]
