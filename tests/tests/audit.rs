@@ -277,6 +277,69 @@ async fn strict_mode_refuses_while_the_collector_is_away_and_recovers() {
     h.shutdown().await;
 }
 
+/// With the collector away, batch spans (one event per subject) stop the calls at
+/// `audit.queue_bytes`, long before the queue's 8,192 places: otherwise the queue would
+/// grow by ~200 KiB per call of 1,000 subjects until the container ran out of memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_stops_calls_when_the_queue_holds_its_bytes() {
+    let mut h = Harness::start_with(|c| {
+        c.limits.max_concurrent_calls = 4;
+        c.audit.queue_bytes = 1 << 20;
+    })
+    .await
+    .unwrap();
+    h.receiver.stop().await;
+    let purpose = "personalize";
+    let consents = [h.consent("persona-eu", &[purpose]).unwrap()];
+    let batch = |h: &Harness| {
+        h.request(
+            discreet_proto::profile::v1::BatchGetProfilesRequest {
+                subject_ids: (0..1000).map(|i| format!("nobody-{i}")).collect(),
+            },
+            common::caller_for(purpose),
+            purpose,
+            &consents,
+        )
+        .unwrap()
+    };
+    let mut client = h.client().await.unwrap();
+    let mut served = 0u64;
+    let refusal = loop {
+        match client.batch_get_profiles(batch(&h)).await {
+            Err(s) if s.code() == Code::Unavailable => break s,
+            _ => served += 1,
+        }
+        assert!(
+            served < 50,
+            "{served} batch calls queued with the collector away"
+        );
+    };
+    assert!(refusal.message().contains("audit"), "{refusal:?}");
+    let held = metric(&h, "discreet_audit_queue_bytes").await;
+    assert!(
+        (1 << 20..2 << 20).contains(&held),
+        "{held} bytes held after {served} calls"
+    );
+    // ~200 KiB a call: about five fit in 1 MiB.
+    assert!((3..=10).contains(&served), "{served} calls before refusal");
+    // The bytes stopped them, not the places (the harness's own start-up calls may
+    // still hold a few).
+    let depth = metric(&h, "discreet_audit_queue_depth").await;
+    assert!(depth < 100, "{depth} places taken");
+    h.receiver.restart().await.unwrap();
+    let mut back = false;
+    for _ in 0..100 {
+        if client.batch_get_profiles(batch(&h)).await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "calls are served again once the queue drained");
+    h.wait_for_spans(served as usize + 1).await.unwrap();
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relaxed_mode_serves_and_counts_what_it_lost() {
     let mut h = Harness::start_with(|c| {

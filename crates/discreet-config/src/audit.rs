@@ -32,6 +32,17 @@ pub struct AuditConfig {
     /// Default 8192; at least `limits.max_concurrent_calls`.
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
+    /// Bytes of encoded spans held for export: queued, or in the request being sent. A
+    /// call starts only while the queue holds less than this (strict mode refuses it
+    /// `UNAVAILABLE`, relaxed mode serves it and counts its span as dropped), so with the
+    /// collector away the queue stops at this size whatever the spans weigh: a
+    /// `GetProfile` span is about 3 KiB, a batch's span about 200 bytes per subject (200
+    /// KiB for 1,000), and 8192 places of such spans would otherwise hold over a gigabyte
+    /// and get the container killed for memory, losing every span in it. Calls already started may add their
+    /// spans past it (their data is out). Default 67108864 (64 MiB: the shipped
+    /// deployment's memory limit is 256 MiB); 1048576 (1 MiB) to 4294967296 (4 GiB).
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: u64,
     /// Spans in one export request: a batch is sent as soon as this many are queued
     /// (otherwise after `batch_delay`). Default 32: an access span is about 3 KiB, so a
     /// request is about 100 KiB. Larger batches cost a little less CPU per span but decode
@@ -84,6 +95,9 @@ pub enum AuditModeConfig {
 
 fn default_queue() -> usize {
     8192
+}
+fn default_queue_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 fn default_batch() -> usize {
     32
@@ -145,6 +159,15 @@ impl AuditConfig {
                     "{} is out of range; expected limits.max_concurrent_calls ({max_concurrent_calls}) to 1000000, \
                      since every call in flight holds a place",
                     self.queue_capacity
+                ),
+            );
+        }
+        if !(1 << 20..=1 << 32).contains(&self.queue_bytes) {
+            return refuse(
+                "queue_bytes",
+                format!(
+                    "{} is out of range; expected 1048576 (1 MiB) to 4294967296 (4 GiB) bytes of queued spans",
+                    self.queue_bytes
                 ),
             );
         }

@@ -434,6 +434,12 @@ fn audit_queue_smaller_than_concurrency() {
 }
 
 #[test]
+fn audit_queue_bytes_out_of_range() {
+    refused("audit.queue_bytes", |c| c.audit.queue_bytes = 1000);
+    refused("audit.queue_bytes", |c| c.audit.queue_bytes = 5 << 30);
+}
+
+#[test]
 fn audit_max_batch_zero() {
     refused("audit.max_batch", |c| c.audit.max_batch = 0);
 }
@@ -471,6 +477,7 @@ fn audit_section_defaults() {
     let c = base();
     assert_eq!(c.audit.mode, discreet_config::AuditModeConfig::Strict);
     assert_eq!(c.audit.queue_capacity, 8192);
+    assert_eq!(c.audit.queue_bytes, 64 << 20);
     assert_eq!(c.audit.max_subject_events, 1000);
     assert!(c.metrics.is_none());
 }

@@ -47,6 +47,9 @@ fn respond(core: &Core, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     core.metrics
         .audit_queue_depth
         .set(i64::try_from(core.audit.trail.queue_depth()).unwrap_or(i64::MAX));
+    core.metrics
+        .audit_queue_bytes
+        .set(i64::try_from(core.audit.trail.queue_bytes()).unwrap_or(i64::MAX));
     let mut response = Response::new(Full::new(Bytes::from(core.metrics.encode())));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -108,6 +108,7 @@ impl Gateway {
                     }
                 },
                 queue_capacity: config.audit.queue_capacity,
+                queue_bytes: usize::try_from(config.audit.queue_bytes).unwrap_or(usize::MAX),
                 max_batch: config.audit.max_batch,
                 export_timeout: config.audit.export_timeout,
                 batch_delay: config.audit.batch_delay,

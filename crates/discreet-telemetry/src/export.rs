@@ -55,6 +55,9 @@ pub struct ExportSettings {
     pub mode: AuditMode,
     /// Spans held for export (including the slots reserved by calls in flight).
     pub queue_capacity: usize,
+    /// Bytes of encoded spans held for export (queued or being exported): no call starts
+    /// while the queue holds this much (see [`AuditTrail::reserve`]).
+    pub queue_bytes: usize,
     /// Spans in one batch: sent as soon as this many are queued (else after `batch_delay`).
     /// A backlog leaves up to `BACKLOG_BATCHES` batches per request (cut at 3 MiB).
     pub max_batch: usize,
@@ -113,11 +116,10 @@ impl AuditTrail {
         );
         let capacity = settings.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
-        let queued = Arc::new(Queued {
-            spans: AtomicUsize::new(0),
-            batch: settings.max_batch.max(1),
-            full: Notify::new(),
-        });
+        let queued = Arc::new(Queued::new(
+            settings.max_batch.max(1),
+            settings.queue_bytes.max(1),
+        ));
         counters.set_mode(settings.mode);
         let task = tokio::spawn(run_export(
             client,
@@ -151,19 +153,39 @@ impl AuditTrail {
         self.capacity.saturating_sub(self.tx.capacity())
     }
 
+    /// Bytes of encoded spans queued or being exported.
+    #[must_use]
+    pub fn queue_bytes(&self) -> usize {
+        self.queued.bytes.load(Ordering::Relaxed)
+    }
+
+    /// A place in the queue, if it has room by count and by bytes.
+    fn place(&self) -> Option<mpsc::OwnedPermit<EncodedSpan>> {
+        if !self.queued.has_room() {
+            return None;
+        }
+        self.tx.clone().try_reserve_owned().ok()
+    }
+
     /// Reserves the span of a call that is starting. Strict mode: `Err` when the queue is
-    /// full, and the call must be refused. Relaxed mode: never `Err`.
+    /// full (`queue_capacity` places reserved or `queue_bytes` held), and the call must be
+    /// refused. Relaxed mode: never `Err`.
+    ///
+    /// The byte bound is checked here, before the call, and not when its span is sent:
+    /// a call's span is known only once its data is out, and a span with a reserved place
+    /// is never refused. So the queue may pass `queue_bytes` by the spans of the calls in
+    /// flight when it was reached, and no further.
     pub fn reserve(&self) -> Result<AuditSlot, AuditUnavailable> {
-        match self.tx.clone().try_reserve_owned() {
-            Ok(permit) => Ok(AuditSlot {
+        match self.place() {
+            Some(permit) => Ok(AuditSlot {
                 permit: Some(permit),
                 trail: self.clone(),
             }),
-            Err(_) if self.mode == AuditMode::Relaxed => Ok(AuditSlot {
+            None if self.mode == AuditMode::Relaxed => Ok(AuditSlot {
                 permit: None,
                 trail: self.clone(),
             }),
-            Err(_) => {
+            None => {
                 self.counters.refused.inc();
                 Err(AuditUnavailable)
             }
@@ -175,15 +197,28 @@ impl AuditTrail {
     #[must_use]
     pub fn best_effort(&self) -> AuditSlot {
         AuditSlot {
-            permit: self.tx.clone().try_reserve_owned().ok(),
+            permit: self.place(),
             trail: self.clone(),
         }
     }
 
-    fn send_unreserved(&self, span: EncodedSpan) {
-        self.queued.add();
-        if self.tx.try_send(span).is_err() {
+    /// Queues a span that had no reserved place, if the queue has room by count and by
+    /// bytes. Gives it back when it has not.
+    fn try_send(&self, span: EncodedSpan) -> Result<(), EncodedSpan> {
+        if !self.queued.has_room() {
+            return Err(span);
+        }
+        let len = span.len();
+        self.queued.add(len);
+        self.tx.try_send(span).map_err(|e| {
             self.queued.take(1);
+            self.queued.exported(len);
+            e.into_inner()
+        })
+    }
+
+    fn send_unreserved(&self, span: EncodedSpan) {
+        if self.try_send(span).is_err() {
             self.counters.dropped.inc();
         }
     }
@@ -197,12 +232,7 @@ impl AuditTrail {
         events: &[SubjectEvent],
     ) -> Result<(), AuditUnavailable> {
         let span = span::subjects_span(record, span_id, events);
-        self.queued.add();
-        let sent = self.tx.try_send(span);
-        if sent.is_err() {
-            self.queued.take(1);
-        }
-        match sent {
+        match self.try_send(span) {
             Ok(()) => Ok(()),
             Err(_) if self.mode == AuditMode::Relaxed => {
                 self.counters.dropped.inc();
@@ -222,7 +252,7 @@ impl AuditSlot {
         let span = span::access_span(record);
         match self.permit {
             Some(permit) => {
-                self.trail.queued.add();
+                self.trail.queued.add(span.len());
                 permit.send(span);
             }
             None => self.trail.send_unreserved(span),
@@ -237,19 +267,46 @@ struct Queued {
     /// `max_batch`.
     batch: usize,
     full: Notify,
+    /// Bytes of the spans sent and not yet exported: in the queue, or taken by the
+    /// exporter and not yet accepted by the collector (while it is away, the request
+    /// being retried holds up to `BACKLOG_BATCHES` batches).
+    bytes: AtomicUsize,
+    /// `queue_bytes`.
+    max_bytes: usize,
 }
 
 impl Queued {
-    /// Counts a span about to be sent (before, so the exporter never takes more than
-    /// counted); wakes the exporter when that makes a full batch.
-    fn add(&self) {
+    fn new(batch: usize, max_bytes: usize) -> Queued {
+        Queued {
+            spans: AtomicUsize::new(0),
+            batch,
+            full: Notify::new(),
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+        }
+    }
+
+    /// Counts a span of `len` bytes about to be sent (before, so the exporter never takes
+    /// more than counted); wakes the exporter when that makes a full batch.
+    fn add(&self, len: usize) {
+        self.bytes.fetch_add(len, Ordering::Relaxed);
         if self.spans.fetch_add(1, Ordering::Relaxed) + 1 == self.batch {
             self.full.notify_one();
         }
     }
 
+    /// `n` spans taken from the queue by the exporter (their bytes are still held).
     fn take(&self, n: usize) {
         self.spans.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// `len` bytes of spans exported (or never queued): no longer held.
+    fn exported(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    fn has_room(&self) -> bool {
+        self.bytes.load(Ordering::Relaxed) < self.max_bytes
     }
 }
 
@@ -346,6 +403,7 @@ async fn run_export(
                 }
             }
         }
+        queued.exported(batch.iter().map(Vec::len).sum());
         batch.clear();
     }
 }
@@ -454,23 +512,82 @@ async fn export_with_retry(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::sync::Arc;
+
     use super::{
-        AtomicUsize, Batching, COLLECTOR_TEXT_MAX, Duration, Notify, Queued, collector_text,
-        fitting, mpsc, next_batch,
+        AuditMode, AuditTrail, Batching, COLLECTOR_TEXT_MAX, Duration, ExportSettings, Queued,
+        collector_text, fitting, mpsc, next_batch,
     };
+
+    fn settings(mode: AuditMode, queue_capacity: usize, queue_bytes: usize) -> ExportSettings {
+        ExportSettings {
+            // Nothing listens on port 1: every export fails and is retried, so what is
+            // sent stays held, as with a collector that is down.
+            endpoint: "http://127.0.0.1:1".into(),
+            mode,
+            queue_capacity,
+            queue_bytes,
+            max_batch: 4,
+            export_timeout: Duration::from_secs(1),
+            batch_delay: Duration::ZERO,
+            service_name: "test".into(),
+            service_instance: "test-1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn strict_mode_refuses_new_calls_once_the_queue_holds_its_bytes() {
+        let (trail, task) =
+            AuditTrail::start(&settings(AuditMode::Strict, 1000, 10_000), Arc::default()).unwrap();
+        // Three spans of 3,000 bytes leave room; the fourth reaches the bound.
+        for i in 0..4 {
+            assert!(trail.reserve().is_ok(), "span {i}: the queue has room");
+            trail.try_send(vec![0; 3_000]).unwrap();
+        }
+        assert_eq!(trail.queue_bytes(), 12_000);
+        // The exporter has taken some of them into its failing request: still held.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(trail.queue_bytes(), 12_000);
+        assert!(trail.reserve().is_err(), "a new call is refused");
+        assert!(trail.best_effort().permit.is_none());
+        assert!(trail.try_send(vec![0; 10]).is_err());
+        assert_eq!(trail.counters.refused.get(), 1);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn relaxed_mode_serves_and_drops_spans_past_the_bytes() {
+        let (trail, task) =
+            AuditTrail::start(&settings(AuditMode::Relaxed, 1000, 10_000), Arc::default()).unwrap();
+        for _ in 0..10 {
+            trail.send_unreserved(vec![0; 3_000]);
+        }
+        assert_eq!(trail.queue_bytes(), 12_000, "four sent, the rest dropped");
+        assert_eq!(trail.counters.dropped.get(), 6);
+        let slot = trail.reserve().unwrap();
+        assert!(slot.permit.is_none(), "no place is promised past the bytes");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn the_count_bound_still_holds_for_small_spans() {
+        let (trail, task) =
+            AuditTrail::start(&settings(AuditMode::Strict, 3, 1 << 20), Arc::default()).unwrap();
+        let slots: Vec<_> = (0..3).map(|_| trail.reserve().unwrap()).collect();
+        assert!(trail.reserve().is_err());
+        drop(slots);
+        assert!(trail.reserve().is_ok());
+        task.abort();
+    }
 
     #[tokio::test]
     async fn a_full_batch_waits_for_its_last_span_still_being_sent() {
         // The interleaving behind a CI failure: the eighth span is counted (which wakes
         // the exporter for a full batch) but not yet in the queue when the exporter looks.
         let (tx, mut rx) = mpsc::channel(16);
-        let queued = Queued {
-            spans: AtomicUsize::new(0),
-            batch: 8,
-            full: Notify::new(),
-        };
+        let queued = Queued::new(8, 1 << 20);
         for _ in 0..8 {
-            queued.add();
+            queued.add(1);
         }
         for i in 0..7u8 {
             tx.send(vec![i]).await.unwrap();

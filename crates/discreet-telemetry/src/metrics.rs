@@ -99,6 +99,8 @@ pub struct GatewayMetrics {
     /// Caller connections closed after `limits.connection_idle_timeout` with no call open.
     pub connections_idle_closed: Counter,
     pub audit_queue_depth: Gauge,
+    /// Bytes of encoded spans queued or being exported (bounded by `audit.queue_bytes`).
+    pub audit_queue_bytes: Gauge,
     pub audit: Arc<AuditCounters>,
     policy_version: Family<VersionLabels, Gauge>,
     shadow_policy_version: Family<VersionLabels, Gauge>,
@@ -188,6 +190,12 @@ impl GatewayMetrics {
             "Access spans queued or reserved, not yet exported",
             audit_queue_depth.clone(),
         );
+        let audit_queue_bytes = Gauge::default();
+        registry.register(
+            "audit_queue_bytes",
+            "Bytes of access spans queued or being exported (audit.queue_bytes bounds it)",
+            audit_queue_bytes.clone(),
+        );
         let audit = Arc::new(AuditCounters::default());
         registry.register(
             "audit_spans_exported",
@@ -258,6 +266,7 @@ impl GatewayMetrics {
             connections_refused,
             connections_idle_closed,
             audit_queue_depth,
+            audit_queue_bytes,
             audit,
             policy_version,
             shadow_policy_version,

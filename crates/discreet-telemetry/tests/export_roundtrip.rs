@@ -14,6 +14,7 @@ fn settings(endpoint: String, mode: AuditMode, queue: usize) -> ExportSettings {
         endpoint,
         mode,
         queue_capacity: queue,
+        queue_bytes: 64 << 20,
         max_batch: 8,
         export_timeout: Duration::from_secs(1),
         batch_delay: Duration::from_millis(5),
@@ -154,6 +155,57 @@ async fn strict_refuses_while_the_collector_is_away_and_recovers() {
     receiver.restart().await.unwrap();
     wait_for(|| trail.reserve().is_ok()).await;
     wait_for(|| receiver.spans().len() == 64 - refused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_bounds_the_queue_in_bytes_while_the_collector_is_away() {
+    // Spans of a batch of 1,000 subjects, a place for 1,000 of them, and 1 MiB for their
+    // bytes: with the collector away, the bytes and not the places must stop the calls.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut receiver = OtlpReceiver::start(listener).unwrap();
+    let metrics = GatewayMetrics::new("k1");
+    let mut s = settings(receiver.endpoint(), AuditMode::Strict, 1000);
+    s.queue_bytes = 1 << 20;
+    let (trail, _task) = AuditTrail::start(&s, Arc::clone(&metrics.audit)).unwrap();
+    let ids = SpanIds::new(4);
+    let batch = {
+        let mut r = record(&ids);
+        r.subject = None;
+        r.events = (0..1000)
+            .map(|i| SubjectEvent {
+                pseudonym: format!("{i:032x}"),
+                token_id: Some(format!("jti-{i:08}").into()),
+                ..r.events[0].clone()
+            })
+            .collect();
+        r
+    };
+    let one = {
+        let before = trail.queue_bytes();
+        receiver.stop().await;
+        trail.reserve().unwrap().record(&batch);
+        trail.queue_bytes() - before
+    };
+    let per_subject = one / 1000;
+    assert!(
+        (150..300).contains(&per_subject),
+        "a subject event costs {per_subject} bytes: the configuration's documentation says about 200"
+    );
+    let mut served = 1usize;
+    while trail.reserve().map(|slot| slot.record(&batch)).is_ok() {
+        served += 1;
+        assert!(served < 1000, "the byte bound never stopped the calls");
+    }
+    let held = trail.queue_bytes();
+    assert!(
+        held >= 1 << 20 && held < (1 << 20) + one,
+        "held {held} bytes for a bound of 1 MiB and spans of {one}"
+    );
+    assert_eq!(served, (1usize << 20).div_ceil(one));
+    receiver.restart().await.unwrap();
+    wait_for(|| receiver.spans().len() == served).await;
+    wait_for(|| trail.queue_bytes() == 0).await;
+    assert!(trail.reserve().is_ok(), "calls start again once it drained");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
