@@ -168,8 +168,12 @@ impl Gateway {
             }
         };
         let serving_threads = crate::workers::count(config.limits.worker_threads);
-        let upstream =
-            UpstreamClient::new(upstream_addr.clone(), connect_timeout, serving_threads)?;
+        let upstream = UpstreamClient::new(
+            upstream_addr.clone(),
+            connect_timeout,
+            serving_threads,
+            metrics.upstream_retries.clone(),
+        )?;
         let core = Arc::new(Core {
             routes,
             policy: Arc::clone(&policy),

@@ -40,6 +40,7 @@ mod metadata;
 mod plans;
 mod policy_state;
 mod request_body;
+mod retry_budget;
 mod route;
 mod server;
 mod service;

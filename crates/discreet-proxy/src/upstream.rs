@@ -18,11 +18,13 @@ use std::{
 };
 
 use bytes::Bytes;
+use discreet_telemetry::metrics::ResultLabels;
 use h2::{RecvStream, client::SendRequest};
 use http::{Request, Response, Uri, uri::Authority};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::net::TcpStream;
 
-use crate::status::CallError;
+use crate::{retry_budget::RetryBudget, status::CallError};
 
 /// How often a connection is checked with a PING, and how long the answer may take: a
 /// store that went away without closing the socket (its node lost, a network partition)
@@ -59,33 +61,57 @@ pub(crate) struct UpstreamClient {
     keepalive: Keepalive,
     /// One per serving thread, and a last one for calls made anywhere else.
     connections: Vec<Slot>,
+    /// Likewise, the retry budget of each (`retry_budget.rs`).
+    budgets: Vec<Mutex<RetryBudget>>,
+    /// `discreet_upstream_retries_total`.
+    retries: Family<ResultLabels, Counter>,
 }
 
 impl UpstreamClient {
-    /// `address` is `host:port`; `workers` is the number of serving threads.
+    /// `address` is `host:port`; `workers` is the number of serving threads; `retries`
+    /// counts the retries sent and those the budget refused.
     pub(crate) fn new(
         address: String,
         connect_timeout: Duration,
         workers: usize,
+        retries: Family<ResultLabels, Counter>,
     ) -> Result<Self, String> {
         let authority = address
             .parse()
             .map_err(|_| format!("upstream address {address}: expected host:port"))?;
+        // Both series from the start, at zero: an alert on their increase needs them.
+        for result in ["sent", "over_budget"] {
+            let _ = retries.get_or_create(&ResultLabels { result }).get();
+        }
         Ok(UpstreamClient {
             address,
             authority,
             connect_timeout,
             keepalive: KEEPALIVE,
             connections: (0..=workers).map(|_| Mutex::new(None)).collect(),
+            budgets: (0..=workers)
+                .map(|_| Mutex::new(RetryBudget::new(std::time::Instant::now())))
+                .collect(),
+            retries,
         })
+    }
+
+    /// This thread's index into `connections` and `budgets`.
+    fn here(&self) -> usize {
+        let last = self.connections.len() - 1;
+        crate::workers::current_worker().map_or(last, |i| i.min(last))
     }
 
     /// This thread's connection: each serving thread's connection task runs on that
     /// thread's runtime, so using another's would hand every call across threads.
     fn slot(&self) -> &Slot {
-        let last = self.connections.len() - 1;
-        let i = crate::workers::current_worker().map_or(last, |i| i.min(last));
-        &self.connections[i]
+        &self.connections[self.here()]
+    }
+
+    /// Runs `f` on this thread's retry budget (a lock no other thread takes, but for the
+    /// calls made off the serving threads). `None` if the lock is poisoned.
+    fn budget<R>(&self, f: impl FnOnce(&mut RetryBudget) -> R) -> Option<R> {
+        self.budgets[self.here()].lock().ok().map(|mut b| f(&mut b))
     }
 
     /// The store's URI for a method path (`/package.Service/Method`).
@@ -107,12 +133,15 @@ impl UpstreamClient {
     /// and 8.7). That is what a store's rolling restart looks like from here, and callers
     /// should not see it. Nothing else is retried: a request the store may have acted on
     /// is not ours to repeat. `head` is called again for the second try rather than the
-    /// first head copied for every call.
+    /// first head copied for every call. Retries are held to a share of calls
+    /// (`retry_budget.rs`): a store that refuses streams to shed load is not sent each
+    /// refused request twice.
     pub(crate) async fn send(
         &self,
         head: impl Fn() -> Result<http::request::Parts, CallError>,
         message: Bytes,
     ) -> Result<Response<RecvStream>, CallError> {
+        self.budget(RetryBudget::deposit);
         let e = match self.attempt(head()?, message.clone()).await? {
             Ok(response) => return Ok(response),
             Err(e) if never_processed(&e) => e,
@@ -121,6 +150,20 @@ impl UpstreamClient {
                 return Err(CallError::UpstreamUnavailable);
             }
         };
+        if self.budget(|b| b.withdraw(std::time::Instant::now())) != Some(true) {
+            self.retries
+                .get_or_create(&ResultLabels {
+                    result: "over_budget",
+                })
+                .inc();
+            // Debug, not warn: under a refusal storm this is every fifth call or more,
+            // and the counter says it.
+            tracing::debug!(error = %StoreError(&e), "the profile store did not take the request; not sent again: over the retry budget");
+            return Err(CallError::UpstreamUnavailable);
+        }
+        self.retries
+            .get_or_create(&ResultLabels { result: "sent" })
+            .inc();
         tracing::info!(error = %StoreError(&e), "the profile store did not take the request; sending it again on a new connection");
         match self.attempt(head()?, message).await? {
             Ok(response) => Ok(response),
@@ -337,6 +380,53 @@ mod tests {
         .await
     }
 
+    /// A store that refuses every stream (`REFUSED_STREAM`), as one shedding load does,
+    /// and counts the streams it was sent.
+    async fn refusing_store() -> (String, Arc<AtomicUsize>) {
+        let streams = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&streams);
+        let (address, _) = counting_store(move |tcp| {
+            let counted = Arc::clone(&counted);
+            async move {
+                let mut connection = h2::server::handshake(tcp).await.unwrap();
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            }
+        })
+        .await;
+        (address, streams)
+    }
+
+    #[tokio::test]
+    async fn retries_to_a_store_refusing_every_stream_stay_within_the_budget() {
+        use crate::retry_budget::{MIN_PER_SECOND, RATIO_PERCENT};
+        let (address, streams) = refusing_store().await;
+        let retries = Family::<ResultLabels, Counter>::default();
+        let client =
+            UpstreamClient::new(address, Duration::from_secs(2), 1, retries.clone()).unwrap();
+        let calls = 500u64;
+        for _ in 0..calls {
+            let (head, message) = request(&client);
+            assert!(matches!(
+                client.send(head, message).await,
+                Err(CallError::UpstreamUnavailable)
+            ));
+        }
+        let count = |result| retries.get_or_create(&ResultLabels { result }).get();
+        let sent = count("sent");
+        // Each call earns a fifth of a retry, on top of one second's allowance (more if
+        // the test ran slowly); without the budget every call would have been sent twice.
+        let most = calls * RATIO_PERCENT / 100 + MIN_PER_SECOND * 3;
+        assert!(
+            sent >= calls * RATIO_PERCENT / 100 && sent <= most,
+            "{sent} retries for {calls} refused calls"
+        );
+        assert_eq!(sent + count("over_budget"), calls);
+        assert_eq!(streams.load(Ordering::Relaxed) as u64, calls + sent);
+    }
+
     /// A `GetProfile` with an empty message, as `send` takes it.
     fn request(
         client: &UpstreamClient,
@@ -367,7 +457,8 @@ mod tests {
     #[tokio::test]
     async fn a_store_that_goes_silent_is_dropped_for_a_new_connection() {
         let (address, connections) = silent_store().await;
-        let mut client = UpstreamClient::new(address, Duration::from_secs(2), 1).unwrap();
+        let mut client =
+            UpstreamClient::new(address, Duration::from_secs(2), 1, Family::default()).unwrap();
         client.keepalive = Keepalive {
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(100),
@@ -409,7 +500,8 @@ mod tests {
             }
         })
         .await;
-        let mut client = UpstreamClient::new(address, Duration::from_secs(2), 1).unwrap();
+        let mut client =
+            UpstreamClient::new(address, Duration::from_secs(2), 1, Family::default()).unwrap();
         client.keepalive = Keepalive {
             interval: Duration::from_millis(50),
             timeout: Duration::from_secs(2),

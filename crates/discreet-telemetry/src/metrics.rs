@@ -86,6 +86,9 @@ pub struct GatewayMetrics {
     pub fields_withheld: Family<PurposeLabels, Counter>,
     pub records_withheld: Family<PurposeLabels, Counter>,
     pub plan_cache: Family<ResultLabels, Counter>,
+    /// Requests the store provably did not process, sent again (`sent`) or not for lack
+    /// of retry budget (`over_budget`).
+    pub upstream_retries: Family<ResultLabels, Counter>,
     pub policy_reloads: Family<ResultLabels, Counter>,
     pub in_flight: Gauge,
     /// Calls admitted at once: `limits.max_concurrent_calls`, or the adaptive limit.
@@ -145,6 +148,12 @@ impl GatewayMetrics {
             "plan_cache_lookups",
             "Compiled-plan cache lookups by result (hit, miss)",
             plan_cache.clone(),
+        );
+        let upstream_retries = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "upstream_retries",
+            "Requests the store provably did not process (GOAWAY, REFUSED_STREAM), by result: sent again, or not (over_budget: retries are held to a fifth of calls)",
+            upstream_retries.clone(),
         );
         let policy_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -258,6 +267,7 @@ impl GatewayMetrics {
             fields_withheld,
             records_withheld,
             plan_cache,
+            upstream_retries,
             policy_reloads,
             in_flight,
             concurrency_limit,
