@@ -279,7 +279,7 @@ async fn strict_mode_refuses_while_the_collector_is_away_and_recovers() {
 
 /// With the collector away, batch spans (one event per subject) stop the calls at
 /// `audit.queue_bytes`, long before the queue's 8,192 places: otherwise the queue would
-/// grow by ~200 KiB per call of 1,000 subjects until the container ran out of memory.
+/// grow by ~170 KiB per call of 1,000 subjects until the container ran out of memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_stops_calls_when_the_queue_holds_its_bytes() {
     let mut h = Harness::start_with(|c| {
@@ -320,7 +320,8 @@ async fn strict_mode_stops_calls_when_the_queue_holds_its_bytes() {
         (1 << 20..2 << 20).contains(&held),
         "{held} bytes held after {served} calls"
     );
-    // ~200 KiB a call: about five fit in 1 MiB.
+    // ~170 KiB a call (1,000 subjects withheld for want of consent): six or seven fit
+    // in 1 MiB.
     assert!((3..=10).contains(&served), "{served} calls before refusal");
     // The bytes stopped them, not the places (the harness's own start-up calls may
     // still hold a few).

@@ -152,7 +152,7 @@ impl GatewayMetrics {
         let upstream_retries = Family::<ResultLabels, Counter>::default();
         registry.register(
             "upstream_retries",
-            "Requests the store provably did not process (GOAWAY, REFUSED_STREAM), by result: sent again, or not (over_budget: retries are held to a fifth of calls)",
+            "Requests the store provably did not process (GOAWAY, REFUSED_STREAM), by result: sent again, or not (over_budget: retries are held to a fifth of calls plus 10 a second per serving thread)",
             upstream_retries.clone(),
         );
         let policy_reloads = Family::<ResultLabels, Counter>::default();
