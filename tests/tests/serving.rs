@@ -357,3 +357,161 @@ async fn idle_connections_are_closed_and_connections_with_a_call_open_are_not() 
         "a connection with a call open was closed as idle"
     );
 }
+
+/// A Kubernetes TLS Secret as the kubelet mounts it: `tls.crt` and `tls.key` are links
+/// through `..data` to a versioned directory, and an update swaps `..data` in one rename.
+struct MountedSecret {
+    dir: discreet_testkit::TempDir,
+    versions: usize,
+}
+
+impl MountedSecret {
+    fn new(cert: &[u8], key: &[u8]) -> MountedSecret {
+        let mut s = MountedSecret {
+            dir: discreet_testkit::TempDir::new("tls-secret").unwrap(),
+            versions: 0,
+        };
+        s.update(cert, key);
+        for file in ["tls.crt", "tls.key"] {
+            std::os::unix::fs::symlink(format!("..data/{file}"), s.dir.path().join(file)).unwrap();
+        }
+        s
+    }
+
+    fn path(&self, file: &str) -> std::path::PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn update(&mut self, cert: &[u8], key: &[u8]) {
+        self.versions += 1;
+        let version = format!("..v{}", self.versions);
+        let dir = self.dir.path();
+        std::fs::create_dir(dir.join(&version)).unwrap();
+        std::fs::write(dir.join(&version).join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.join(&version).join("tls.key"), key).unwrap();
+        std::os::unix::fs::symlink(&version, dir.join("..data_tmp")).unwrap();
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    }
+}
+
+/// A new TLS connection trusting only `ca`, and one call on it.
+async fn call_over_tls(h: &Harness, ca: &str) -> Result<(), String> {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read(fixtures.join(ca)).unwrap(),
+        ))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{}", h.addr()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    get_on(&mut ProfileServiceClient::new(channel), h)
+        .await
+        .map(drop)
+        .map_err(|s| s.to_string())
+}
+
+/// The value of the first series of `name` (any labels), if there is one.
+async fn gauge(h: &Harness, name: &str) -> Option<i64> {
+    let body = common::http_get(h.metrics_addr().unwrap(), "/metrics").await;
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Certificates are renewed while pods run (cert-manager, a mesh CA): a renewed Secret
+/// reaches new connections without a restart, connections already open keep working,
+/// and a broken update leaves the last good certificate serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_renewed_certificate_without_a_restart() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let read = |name: &str| std::fs::read(fixtures.join(name)).unwrap();
+    let mut secret = MountedSecret::new(&read("tls-cert.pem"), &read("tls-key.pem"));
+    let h = Harness::start_with(|c| {
+        c.tls = Some(discreet_config::TlsConfig {
+            cert_file: secret.path("tls.crt"),
+            key_file: secret.path("tls.key"),
+        });
+    })
+    .await
+    .unwrap();
+    let expiry = "discreet_tls_certificate_expiration_timestamp_seconds";
+    // 2126-10-30T14:05:33Z, `openssl x509 -enddate` of tls-cert.pem.
+    assert_eq!(gauge(&h, expiry).await, Some(4_949_042_733));
+    call_over_tls(&h, "ca-cert.pem").await.unwrap();
+    assert!(
+        call_over_tls(&h, "renewed-ca-cert.pem").await.is_err(),
+        "a client trusting only the renewed CA refuses the first certificate"
+    );
+    // A connection opened before the renewal.
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca-cert.pem")))
+        .domain_name("localhost");
+    let mut before = ProfileServiceClient::new(
+        Channel::from_shared(format!("https://{}", h.addr()))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    get_on(&mut before, &h).await.unwrap();
+
+    secret.update(&read("renewed-cert.pem"), &read("renewed-key.pem"));
+    let renewed_by = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = call_over_tls(&h, "renewed-ca-cert.pem").await {
+        assert!(Instant::now() < renewed_by, "renewal not served: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        call_over_tls(&h, "ca-cert.pem").await.is_err(),
+        "new connections no longer get the old certificate"
+    );
+    get_on(&mut before, &h)
+        .await
+        .expect("a connection made before the renewal keeps working");
+    assert_eq!(
+        metric(
+            &h,
+            "discreet_tls_certificate_reloads_total{result=\"applied\"}"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        metric(
+            &h,
+            "discreet_tls_certificate_reloads_total{result=\"rejected\"}"
+        )
+        .await,
+        0
+    );
+    // 2125-06-18T17:55:22Z, renewed-cert.pem.
+    assert_eq!(gauge(&h, expiry).await, Some(4_905_942_922));
+
+    // A broken update (a certificate without its key) is refused; the renewed pair serves.
+    secret.update(&read("tls-cert.pem"), &read("renewed-key.pem"));
+    let refused_by = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &h,
+        "discreet_tls_certificate_reloads_total{result=\"rejected\"}",
+    )
+    .await
+        == 0
+    {
+        assert!(
+            Instant::now() < refused_by,
+            "the broken update was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    call_over_tls(&h, "renewed-ca-cert.pem").await.unwrap();
+    assert!(call_over_tls(&h, "ca-cert.pem").await.is_err());
+    assert_eq!(gauge(&h, expiry).await, Some(4_905_942_922));
+    h.shutdown().await;
+}

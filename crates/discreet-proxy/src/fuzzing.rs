@@ -149,3 +149,8 @@ pub fn filter_batch(
 ) -> Result<(Vec<u8>, u64), String> {
     crate::batch::filter_batch(message, number, |e| e.to_string(), |s| Ok(allows(s)))
 }
+
+/// The `notAfter` of a DER certificate, as the gateway reports the one it serves.
+pub fn certificate_not_after(der: &[u8]) -> Result<i64, String> {
+    crate::x509_expiry::not_after(der).map_err(|e| e.to_string())
+}

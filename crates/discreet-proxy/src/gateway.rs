@@ -16,7 +16,7 @@ use discreet_telemetry::SpanIds;
 use crate::{
     Clock, DecisionIds, access::AuditState, caller::CallerAuth, local::LocalServices,
     plans::PlanCache, policy_state::PolicyState, route::MethodTable, server, service::Core,
-    shadow::ShadowPolicy, upstream::UpstreamClient,
+    shadow::ShadowPolicy, tls, tls::ServingCertificate, upstream::UpstreamClient,
 };
 
 fn count_reload(metrics: &discreet_telemetry::metrics::GatewayMetrics, applied: bool) {
@@ -56,6 +56,7 @@ pub struct Gateway {
     core: Arc<Core>,
     policy_watch: Option<JoinHandle<()>>,
     shadow_watch: Option<JoinHandle<()>>,
+    tls_watch: Option<JoinHandle<()>>,
     /// The embedded store and what stops it: only after the gateway has drained, since
     /// the calls being drained still read from it.
     embedded: Option<(JoinHandle<()>, watch::Sender<bool>)>,
@@ -141,10 +142,14 @@ impl Gateway {
             None => None,
         };
         let local = LocalServices::new(&schema.pool().encode_to_vec())?;
-        let tls = match &config.tls {
-            Some(t) => Some(server::tls_acceptor(&t.cert_file, &t.key_file)?),
+        let tls_certificate = match &config.tls {
+            Some(t) => Some(Arc::new(ServingCertificate::load(
+                &t.cert_file,
+                &t.key_file,
+            )?)),
             None => None,
         };
+        let tls = tls_certificate.as_ref().map(tls::acceptor).transpose()?;
         let (stop, stop_rx) = watch::channel(false);
         let (upstream_addr, connect_timeout, embedded) = match &config.upstream {
             Upstream::Embedded { profiles } => {
@@ -229,6 +234,10 @@ impl Gateway {
                 m.set_policy_version(&active.version);
             })
         });
+        // Always watched: a renewed certificate must reach new connections without a
+        // restart (`tls.rs`).
+        let tls_watch =
+            tls_certificate.map(|certificate| certificate.watch(POLICY_POLL, Arc::clone(&metrics)));
         let shadow_watch = shadow.map(|shadow| {
             let m = Arc::clone(&metrics);
             m.set_shadow_policy_version(&shadow.state.current().version);
@@ -269,6 +278,7 @@ impl Gateway {
             core,
             policy_watch,
             shadow_watch,
+            tls_watch,
             embedded,
             metrics_addr,
             audit_export,
@@ -303,10 +313,10 @@ impl Gateway {
             .await;
         let _ = self.stop.send(true);
         let _ = self.server.await;
-        if let Some(w) = self.policy_watch {
-            w.abort();
-        }
-        if let Some(w) = self.shadow_watch {
+        for w in [self.policy_watch, self.shadow_watch, self.tls_watch]
+            .into_iter()
+            .flatten()
+        {
             w.abort();
         }
         // The calls in flight are drained (or cut at the grace period): now the embedded

@@ -25,6 +25,7 @@ mod batch;
 mod body;
 mod caller;
 mod enforce;
+mod file_watch;
 mod frame;
 /// Parsers of untrusted input for the fuzz target (`fuzz/`); only with `--features fuzzing`.
 #[cfg(feature = "fuzzing")]
@@ -46,8 +47,10 @@ mod server;
 mod service;
 mod shadow;
 mod status;
+mod tls;
 mod upstream;
 mod workers;
+mod x509_expiry;
 
 pub use gateway::{Gateway, Options};
 

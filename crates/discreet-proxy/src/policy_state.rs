@@ -130,9 +130,7 @@ impl PolicyState {
         }
     }
 
-    /// Watches the file until the returned task is aborted: file-system events wake it
-    /// at once, and a poll catches what events miss (network file systems, and the
-    /// symlink swap Kubernetes uses to update a mounted ConfigMap).
+    /// Watches the file until the returned task is aborted (`file_watch.rs`).
     /// `report` is told of every reload attempt that changed something: the active
     /// version and whether the new file was applied (for metrics).
     pub(crate) fn watch(
@@ -141,48 +139,23 @@ impl PolicyState {
         what: &'static str,
         report: impl Fn(&ActivePolicy, bool) + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-        // Watch the directory, not the file: an atomic replace gives the path a new inode.
-        let watcher = self.path.parent().and_then(|dir| {
-            use notify::Watcher;
-            let mut w = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                // Not on our own reads of the file (see `changes_content`).
-                if event.is_ok_and(|e| discreet_consent::source::changes_content(&e)) {
-                    let _ = tx.try_send(());
-                }
-            })
-            .ok()?;
-            w.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;
-            Some(w)
-        });
-        tokio::spawn(async move {
-            let _watcher = watcher; // kept alive as long as the task
-            loop {
-                tokio::select! {
-                    _ = rx.recv() => {
-                        // Let an editor or `kubectl` finish writing before reading.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    () = tokio::time::sleep(poll) => {}
-                }
-                match self.reload() {
-                    Reload::Unchanged => {}
-                    Reload::Loaded {
-                        version,
-                        generation,
-                    } => {
-                        tracing::info!(policy.version = %version, policy.generation = generation, "{what} reloaded");
-                        report(&self.current(), true);
-                    }
-                    Reload::Rejected(message) => {
-                        let active = self.current();
-                        tracing::error!(
-                            policy.version = %active.policy.version,
-                            "{what} file rejected, keeping the active version: {message}"
-                        );
-                        report(&active, false);
-                    }
-                }
+        let path = self.path.clone();
+        crate::file_watch::watch_files(&[&path], poll, move || match self.reload() {
+            Reload::Unchanged => {}
+            Reload::Loaded {
+                version,
+                generation,
+            } => {
+                tracing::info!(policy.version = %version, policy.generation = generation, "{what} reloaded");
+                report(&self.current(), true);
+            }
+            Reload::Rejected(message) => {
+                let active = self.current();
+                tracing::error!(
+                    policy.version = %active.policy.version,
+                    "{what} file rejected, keeping the active version: {message}"
+                );
+                report(&active, false);
             }
         })
     }

@@ -208,25 +208,3 @@ impl<F: Future<Output = ()>> Closing<F> {
         connection.await
     }
 }
-
-/// A TLS acceptor from PEM files; ALPN offers h2 only.
-pub(crate) fn tls_acceptor(
-    cert_file: &std::path::Path,
-    key_file: &std::path::Path,
-) -> Result<TlsAcceptor, String> {
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("{}: {e}", key_file.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}

@@ -42,6 +42,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: Arc<str>,
 }
@@ -90,6 +95,10 @@ pub struct GatewayMetrics {
     /// of retry budget (`over_budget`).
     pub upstream_retries: Family<ResultLabels, Counter>,
     pub policy_reloads: Family<ResultLabels, Counter>,
+    /// Reloads of the TLS certificate and key by result (applied, rejected).
+    pub tls_certificate_reloads: Family<ResultLabels, Counter>,
+    /// The served certificate's `notAfter`, by certificate file; no series without TLS.
+    tls_certificate_expiry: Family<FileLabels, Gauge>,
     pub in_flight: Gauge,
     /// Calls admitted at once: `limits.max_concurrent_calls`, or the adaptive limit.
     pub concurrency_limit: Gauge,
@@ -160,6 +169,18 @@ impl GatewayMetrics {
             "policy_reloads",
             "Policy file reloads by result (applied, rejected)",
             policy_reloads.clone(),
+        );
+        let tls_certificate_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_certificate_reloads",
+            "TLS certificate and key reloads by result (applied, rejected: the previous pair keeps serving)",
+            tls_certificate_reloads.clone(),
+        );
+        let tls_certificate_expiry = Family::<FileLabels, Gauge>::default();
+        registry.register(
+            "tls_certificate_expiration_timestamp_seconds",
+            "When the certificate served to new connections expires (its notAfter, Unix seconds)",
+            tls_certificate_expiry.clone(),
         );
         let in_flight = Gauge::default();
         registry.register("calls_in_flight", "Calls being served", in_flight.clone());
@@ -256,9 +277,9 @@ impl GatewayMetrics {
         // Both results exist from the start, so `rate()` and alerts see a zero rather
         // than no series until the first reload.
         for result in ["applied", "rejected"] {
-            policy_reloads
-                .get_or_create(&ResultLabels { result })
-                .inc_by(0);
+            for family in [&policy_reloads, &tls_certificate_reloads] {
+                family.get_or_create(&ResultLabels { result }).inc_by(0);
+            }
         }
         GatewayMetrics {
             registry,
@@ -269,6 +290,8 @@ impl GatewayMetrics {
             plan_cache,
             upstream_retries,
             policy_reloads,
+            tls_certificate_reloads,
+            tls_certificate_expiry,
             in_flight,
             concurrency_limit,
             shed,
@@ -293,6 +316,15 @@ impl GatewayMetrics {
     /// Marks `version` as the shadow policy.
     pub fn set_shadow_policy_version(&self, version: &Arc<str>) {
         swap_version(&self.shadow_policy_version, &self.current_shadow, version);
+    }
+
+    /// The certificate in `file` serves new connections until `not_after` (Unix seconds).
+    pub fn set_tls_certificate_expiry(&self, file: &std::path::Path, not_after: i64) {
+        self.tls_certificate_expiry
+            .get_or_create(&FileLabels {
+                file: file.display().to_string(),
+            })
+            .set(not_after);
     }
 
     /// The text exposition format.
