@@ -163,6 +163,7 @@ async fn serves_tls() {
         c.tls = Some(discreet_config::TlsConfig {
             cert_file: fixtures.join("tls-cert.pem"),
             key_file: fixtures.join("tls-key.pem"),
+            client_ca_file: None,
         });
     })
     .await
@@ -435,6 +436,7 @@ async fn serves_a_renewed_certificate_without_a_restart() {
         c.tls = Some(discreet_config::TlsConfig {
             cert_file: secret.path("tls.crt"),
             key_file: secret.path("tls.key"),
+            client_ca_file: None,
         });
     })
     .await
@@ -513,5 +515,113 @@ async fn serves_a_renewed_certificate_without_a_restart() {
     call_over_tls(&h, "renewed-ca-cert.pem").await.unwrap();
     assert!(call_over_tls(&h, "ca-cert.pem").await.is_err());
     assert_eq!(gauge(&h, expiry).await, Some(4_905_942_922));
+    h.shutdown().await;
+}
+
+/// `GetProfile` of a persona for `personalize` over a new mutual-TLS connection made with
+/// the client certificate `client` (fixture name prefix; none: no certificate). The
+/// bearer token names `risk/scorer`, a caller `personalize` does not allow: a call that
+/// is served was named by its certificate, not by the token.
+async fn call_with_client_certificate(h: &Harness, client: Option<&str>) -> Result<(), String> {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let read = |name: String| std::fs::read(fixtures.join(name)).unwrap();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca-cert.pem".into())))
+        .domain_name("localhost");
+    if let Some(client) = client {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            read(format!("{client}-cert.pem")),
+            read(format!("{client}-key.pem")),
+        ));
+    }
+    let channel = Channel::from_shared(format!("https://{}", h.addr()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    let purpose = "personalize";
+    let consent = h.consent("persona-eu", &[purpose]).unwrap();
+    let request = h
+        .request(
+            discreet_proto::profile::v1::GetProfileRequest {
+                subject_id: "persona-eu".into(),
+            },
+            "risk/scorer",
+            purpose,
+            &[consent],
+        )
+        .unwrap();
+    ProfileServiceClient::new(channel)
+        .get_profile(request)
+        .await
+        .map(drop)
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// `identity: spiffe`: the caller is the SPIFFE ID of the client certificate the
+/// connection was made with, verified against `tls.client_ca_file`; a bearer token
+/// cannot override it, and a connection without a certificate from those CAs gets nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_are_named_by_their_client_certificate() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let h = Harness::start_with(|c| {
+        c.tls = Some(discreet_config::TlsConfig {
+            cert_file: fixtures.join("tls-cert.pem"),
+            key_file: fixtures.join("tls-key.pem"),
+            client_ca_file: Some(fixtures.join("client-ca-cert.pem")),
+        });
+        c.identity = discreet_config::IdentityConfig::Spiffe(discreet_config::SpiffeConfig {
+            trust_domain: "cluster.local".into(),
+        });
+    })
+    .await
+    .unwrap();
+    // spiffe://cluster.local/ns/shop/sa/recommender: served as shop/recommender.
+    call_with_client_certificate(&h, Some("client-recommender"))
+        .await
+        .unwrap();
+    let spans = h.wait_for_spans(1).await.unwrap();
+    let caller = spans[0]
+        .attributes
+        .iter()
+        .find(|a| a.key == "discreet.caller")
+        .and_then(|a| a.value.as_ref()?.value.clone());
+    assert_eq!(
+        caller,
+        Some(
+            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                "shop/recommender".into()
+            )
+        )
+    );
+    for (client, expected) in [
+        (
+            "client-other-domain",
+            "Unauthenticated: caller not authenticated: the client certificate's SPIFFE ID is not of this gateway's trust domain",
+        ),
+        (
+            "client-no-spiffe",
+            "Unauthenticated: caller not authenticated: the client certificate has no SPIFFE ID",
+        ),
+    ] {
+        let refused = call_with_client_certificate(&h, Some(client))
+            .await
+            .unwrap_err();
+        assert!(refused.starts_with(expected), "{client}: {refused}");
+        assert!(
+            !refused.contains("spiffe://"),
+            "{client}: quotes the ID: {refused}"
+        );
+    }
+    // No certificate, or one from another CA: the handshake fails; no call is made.
+    for client in [None, Some("client-rogue")] {
+        let refused = call_with_client_certificate(&h, client).await.unwrap_err();
+        assert!(
+            !refused.starts_with("Unauthenticated") && !refused.starts_with("PermissionDenied"),
+            "{client:?} reached a call: {refused}"
+        );
+    }
     h.shutdown().await;
 }

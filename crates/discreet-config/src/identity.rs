@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::IdentityConfig;
 
-const KEYS: &[&str] = &["static", "service_account"];
+const KEYS: &[&str] = &["static", "service_account", "spiffe"];
 
 impl<'de> Deserialize<'de> for IdentityConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -23,7 +23,7 @@ impl<'de> Visitor<'de> for IdentityVisitor {
     type Value = IdentityConfig;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a mapping with exactly one of `static`, `service_account`")
+        f.write_str("a mapping with exactly one of `static`, `service_account`, `spiffe`")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IdentityConfig, A::Error> {
@@ -31,15 +31,18 @@ impl<'de> Visitor<'de> for IdentityVisitor {
         while let Some(key) = map.next_key::<String>()? {
             if found.is_some() {
                 return Err(A::Error::custom(
-                    "set exactly one of `static`, `service_account`",
+                    "set exactly one of `static`, `service_account`, `spiffe`",
                 ));
             }
             found = Some(match key.as_str() {
                 "static" => IdentityConfig::Static(map.next_value()?),
                 "service_account" => IdentityConfig::ServiceAccount(map.next_value()?),
+                "spiffe" => IdentityConfig::Spiffe(map.next_value()?),
                 other => return Err(A::Error::unknown_field(other, KEYS)),
             });
         }
-        found.ok_or_else(|| A::Error::custom("set exactly one of `static`, `service_account`"))
+        found.ok_or_else(|| {
+            A::Error::custom("set exactly one of `static`, `service_account`, `spiffe`")
+        })
     }
 }

@@ -31,7 +31,8 @@ pub use error::ConfigError;
 pub use limits::{AdaptiveConcurrency, Limits};
 pub use model::{
     GatewayConfig, IdentityConfig, MethodKind, PolicyConfig, PseudonymConfig, SchemaConfig,
-    TlsConfig,
+    SpiffeConfig, TlsConfig,
 };
 pub use secret::{MIN_SECRET_BYTES, load_pseudonym_secret};
 pub use upstream::Upstream;
+pub use validate::is_kubernetes_name;

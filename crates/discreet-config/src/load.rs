@@ -52,6 +52,7 @@ impl GatewayConfig {
         if let Some(tls) = &mut self.tls {
             join(&mut tls.cert_file);
             join(&mut tls.key_file);
+            tls.client_ca_file.iter_mut().for_each(join);
         }
         self.consent.keys.file.iter_mut().for_each(join);
         if let Some(revocation) = &mut self.consent.revocation {

@@ -105,12 +105,13 @@ pub enum MethodKind {
     Write,
 }
 
-/// How callers prove who they are. Exactly one of the two keys.
+/// How callers prove who they are. Exactly one of the three keys.
 ///
 /// ```yaml
 /// identity: { static: shop/recommender }      # development: every caller is this one
 /// identity:
 ///   service_account: { issuer: ..., audience: discreet, keys: { file: ... } }
+/// identity: { spiffe: { trust_domain: cluster.local } }   # with tls.client_ca_file
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityConfig {
@@ -119,6 +120,19 @@ pub enum IdentityConfig {
     /// Kubernetes projected service-account tokens, verified against the API server's
     /// keys; the caller is `namespace/serviceaccount`.
     ServiceAccount(discreet_consent::CallerConfig),
+    /// Client certificates (mutual TLS): the caller is the `namespace/serviceaccount` of
+    /// the SPIFFE ID `spiffe://<trust_domain>/ns/<namespace>/sa/<serviceaccount>` in the
+    /// certificate it presented. Needs `tls.client_ca_file`.
+    Spiffe(SpiffeConfig),
+}
+
+/// Callers named by the SPIFFE ID of their client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpiffeConfig {
+    /// The trust domain callers' IDs must be in (`cluster.local` for most meshes and
+    /// csi-driver-spiffe). Required.
+    pub trust_domain: String,
 }
 
 /// Keyed pseudonyms for subject identifiers.
@@ -140,4 +154,10 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// Private key, PEM. Required.
     pub key_file: PathBuf,
+    /// CA certificates (PEM) that issue callers' client certificates. When set, every
+    /// connection must present a client certificate that chains to one of them (mutual
+    /// TLS), or its handshake fails. Read at start. Default none: no client certificate
+    /// is asked for.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }

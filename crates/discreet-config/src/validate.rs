@@ -21,6 +21,14 @@ impl GatewayConfig {
         check_upstream(&self.upstream)?;
         self.check_files()?;
         check_identity(&self.identity)?;
+        if let IdentityConfig::Spiffe(_) = &self.identity
+            && self.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none())
+        {
+            return refuse(
+                &["identity", "spiffe"],
+                "needs tls.client_ca_file: the caller's SPIFFE ID is read from the client certificate it presents, verified against those CAs",
+            );
+        }
         check_consent(&self.consent)?;
         check_limits(&self.limits)?;
         self.audit.check(self.limits.max_concurrent_calls)
@@ -65,6 +73,9 @@ impl GatewayConfig {
         if let Some(tls) = &self.tls {
             non_empty(&["tls", "cert_file"], &tls.cert_file)?;
             non_empty(&["tls", "key_file"], &tls.key_file)?;
+            if let Some(ca) = &tls.client_ca_file {
+                non_empty(&["tls", "client_ca_file"], ca)?;
+            }
         }
         Ok(())
     }
@@ -162,12 +173,29 @@ fn check_identity(identity: &IdentityConfig) -> Checked {
         IdentityConfig::Static(caller) => {
             let shaped = caller
                 .split_once('/')
-                .is_some_and(|(ns, name)| is_k8s_name(ns) && is_k8s_name(name));
+                .is_some_and(|(ns, name)| is_kubernetes_name(ns) && is_kubernetes_name(name));
             if !shaped {
                 return refuse(
                     &["identity", "static"],
                     format!(
                         "`{caller}` is not a caller name; expected namespace/name (e.g. shop/recommender)"
+                    ),
+                );
+            }
+        }
+        IdentityConfig::Spiffe(spiffe) => {
+            let domain = &spiffe.trust_domain;
+            // The SPIFFE grammar: lowercase letters, digits, `.`, `-`, `_`.
+            let valid = !domain.is_empty()
+                && domain.len() <= 255
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            if !valid {
+                return refuse(
+                    &["identity", "spiffe", "trust_domain"],
+                    format!(
+                        "`{domain}` is not a SPIFFE trust domain; expected lowercase letters, digits, `.`, `-` or `_` (e.g. cluster.local)"
                     ),
                 );
             }
@@ -206,12 +234,14 @@ fn check_identity(identity: &IdentityConfig) -> Checked {
     Ok(())
 }
 
-/// A Kubernetes namespace or service-account name (DNS-1123: lowercase, digits, `-`, `.`).
-fn is_k8s_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+/// A Kubernetes namespace or service-account name (a DNS-1123 subdomain: lowercase
+/// letters, digits, `-` and `.`, starting and ending with a letter or digit, at most 253).
+pub fn is_kubernetes_name(s: &str) -> bool {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.len() <= 253
+        && s.starts_with(alphanumeric)
+        && s.ends_with(alphanumeric)
+        && s.chars().all(|c| alphanumeric(c) || c == '-' || c == '.')
 }
 
 /// Runs the consent crate's own checks, and turns its message's leading field name into a

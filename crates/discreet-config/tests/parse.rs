@@ -280,3 +280,30 @@ fn audit_is_required_and_its_mode_spelled_out() {
     let c = GatewayConfig::from_yaml(Path::new("t.yaml"), &metrics).unwrap();
     assert_eq!(c.metrics.unwrap().listen.port(), 9464);
 }
+
+#[test]
+fn spiffe_identity_and_client_certificates_parse() {
+    let text = common::replacing(
+        "identity:",
+        "identity: { spiffe: { trust_domain: cluster.local } }",
+    ) + "tls: { cert_file: tls.crt, key_file: tls.key, client_ca_file: client-ca.crt }\n";
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.identity,
+        IdentityConfig::Spiffe(discreet_config::SpiffeConfig {
+            trust_domain: "cluster.local".into()
+        })
+    );
+    assert_eq!(
+        c.tls.unwrap().client_ca_file.as_deref(),
+        Some(Path::new("client-ca.crt"))
+    );
+    let e = error(&common::replacing(
+        "identity:",
+        "identity: { spiffe: { trust_domain: cluster.local, domain: x } }",
+    ));
+    assert!(
+        e.contains("unknown field `domain`") && e.contains("discreet.yaml:5:"),
+        "{e}"
+    );
+}

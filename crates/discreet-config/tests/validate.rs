@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use discreet_config::{GatewayConfig, IdentityConfig, TlsConfig, Upstream};
+use discreet_config::{GatewayConfig, IdentityConfig, SpiffeConfig, TlsConfig, Upstream};
 use discreet_consent::{CallerConfig, KeySourceConfig, RevocationSourceConfig, SigningAlgorithm};
 
 fn base() -> GatewayConfig {
@@ -147,6 +147,7 @@ fn tls_cert_file_empty() {
         c.tls = Some(TlsConfig {
             cert_file: PathBuf::new(),
             key_file: "tls.key".into(),
+            client_ca_file: None,
         });
     });
 }
@@ -157,6 +158,7 @@ fn tls_key_file_empty() {
         c.tls = Some(TlsConfig {
             cert_file: "tls.crt".into(),
             key_file: PathBuf::new(),
+            client_ca_file: None,
         });
     });
 }
@@ -480,4 +482,60 @@ fn audit_section_defaults() {
     assert_eq!(c.audit.queue_bytes, 64 << 20);
     assert_eq!(c.audit.max_subject_events, 1000);
     assert!(c.metrics.is_none());
+}
+
+fn spiffe(trust_domain: &str) -> IdentityConfig {
+    IdentityConfig::Spiffe(SpiffeConfig {
+        trust_domain: trust_domain.into(),
+    })
+}
+
+fn mutual_tls(client_ca_file: Option<&str>) -> Option<TlsConfig> {
+    Some(TlsConfig {
+        cert_file: "tls.crt".into(),
+        key_file: "tls.key".into(),
+        client_ca_file: client_ca_file.map(PathBuf::from),
+    })
+}
+
+#[test]
+fn spiffe_identity_needs_client_certificates() {
+    refused("identity.spiffe", |c| c.identity = spiffe("cluster.local"));
+    refused("identity.spiffe", |c| {
+        c.identity = spiffe("cluster.local");
+        c.tls = mutual_tls(None);
+    });
+    let mut ok = base();
+    ok.identity = spiffe("cluster.local");
+    ok.tls = mutual_tls(Some("client-ca.crt"));
+    ok.validate().unwrap();
+}
+
+#[test]
+fn spiffe_trust_domain_follows_the_spiffe_grammar() {
+    for bad in [
+        "",
+        "Cluster.local",
+        "cluster.local/ns",
+        "spiffe://cluster.local",
+    ] {
+        refused("identity.spiffe.trust_domain", |c| {
+            c.identity = spiffe(bad);
+            c.tls = mutual_tls(Some("client-ca.crt"));
+        });
+    }
+}
+
+#[test]
+fn tls_client_ca_file_empty() {
+    refused("tls.client_ca_file", |c| c.tls = mutual_tls(Some("")));
+}
+
+#[test]
+fn static_identity_names_start_and_end_alphanumeric() {
+    for bad in ["-shop/recommender", "shop/recommender.", "../recommender"] {
+        refused("identity.static", |c| {
+            c.identity = IdentityConfig::Static(bad.into())
+        });
+    }
 }

@@ -1,5 +1,6 @@
 //! Step 3 of a read: who is calling. A Kubernetes projected service-account token in
-//! `authorization: Bearer …` (production), or one static name (development).
+//! `authorization: Bearer …`, the SPIFFE ID of the client certificate the connection was
+//! made with (`spiffe.rs`), or one static name (development).
 use std::sync::Arc;
 
 use discreet_config::IdentityConfig;
@@ -13,7 +14,14 @@ use crate::status::CallError;
 pub(crate) enum CallerAuth {
     Static(Arc<str>),
     ServiceAccount(CallerService),
+    /// Callers named by their client certificate, in this trust domain.
+    Spiffe(String),
 }
+
+/// Who a connection's client certificate names, worked out once per connection at the
+/// handshake and carried in each of its requests' extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCertificateCaller(Result<Arc<str>, &'static str>);
 
 impl CallerAuth {
     pub(crate) async fn start(config: &IdentityConfig) -> Result<CallerAuth, String> {
@@ -24,15 +32,49 @@ impl CallerAuth {
                     .await
                     .map_err(|e| format!("identity: {e}"))?,
             ),
+            IdentityConfig::Spiffe(c) => CallerAuth::Spiffe(c.trust_domain.clone()),
         })
     }
 
+    /// For `identity: spiffe`, the caller a connection's client certificate (its leaf,
+    /// DER, already verified by the TLS handshake) names; `None` in the other modes.
+    pub(crate) fn client_certificate_caller(
+        &self,
+        leaf: Option<&[u8]>,
+    ) -> Option<ClientCertificateCaller> {
+        let CallerAuth::Spiffe(trust_domain) = self else {
+            return None;
+        };
+        let caller = leaf
+            .ok_or("the connection presented no client certificate")
+            .and_then(|der| {
+                crate::x509::uri_names(der).map_err(|_| "the client certificate could not be read")
+            })
+            .and_then(|uris| crate::spiffe::caller_name(&uris, trust_domain))
+            .map(Arc::from);
+        Some(ClientCertificateCaller(caller))
+    }
+
     /// The caller's name (`namespace/serviceaccount`).
-    pub(crate) async fn identify(&self, headers: &HeaderMap) -> Result<Arc<str>, CallError> {
+    pub(crate) async fn identify(
+        &self,
+        request: &http::request::Parts,
+    ) -> Result<Arc<str>, CallError> {
         match self {
             CallerAuth::Static(name) => Ok(Arc::clone(name)),
+            CallerAuth::Spiffe(_) => match request.extensions.get::<ClientCertificateCaller>() {
+                Some(ClientCertificateCaller(Ok(name))) => Ok(Arc::clone(name)),
+                Some(ClientCertificateCaller(Err(reason))) => {
+                    Err(CallError::ClientCertificate(reason))
+                }
+                // A connection without TLS cannot happen with `tls.client_ca_file` (the
+                // configuration requires it); refused all the same.
+                None => Err(CallError::ClientCertificate(
+                    "the connection presented no client certificate",
+                )),
+            },
             CallerAuth::ServiceAccount(service) => {
-                let token = bearer_token(headers)?;
+                let token = bearer_token(&request.headers)?;
                 service
                     .authenticate_name(token)
                     .await

@@ -152,5 +152,13 @@ pub fn filter_batch(
 
 /// The `notAfter` of a DER certificate, as the gateway reports the one it serves.
 pub fn certificate_not_after(der: &[u8]) -> Result<i64, String> {
-    crate::x509_expiry::not_after(der).map_err(|e| e.to_string())
+    crate::x509::not_after(der).map_err(|e| e.to_string())
+}
+
+/// The URI names of a DER certificate, and the caller they name in the `cluster.local`
+/// trust domain (`identity: spiffe`).
+pub fn certificate_caller(der: &[u8]) -> Result<(Vec<&str>, Result<String, &'static str>), String> {
+    let uris = crate::x509::uri_names(der).map_err(|e| e.to_string())?;
+    let caller = crate::spiffe::caller_name(&uris, "cluster.local");
+    Ok((uris, caller))
 }

@@ -149,7 +149,12 @@ impl Gateway {
             )?)),
             None => None,
         };
-        let tls = tls_certificate.as_ref().map(tls::acceptor).transpose()?;
+        let tls = match (&tls_certificate, &config.tls) {
+            (Some(certificate), Some(t)) => {
+                Some(tls::acceptor(certificate, t.client_ca_file.as_deref())?)
+            }
+            _ => None,
+        };
         let (stop, stop_rx) = watch::channel(false);
         let (upstream_addr, connect_timeout, embedded) = match &config.upstream {
             Upstream::Embedded { profiles } => {

@@ -46,11 +46,12 @@ mod route;
 mod server;
 mod service;
 mod shadow;
+mod spiffe;
 mod status;
 mod tls;
 mod upstream;
 mod workers;
-mod x509_expiry;
+mod x509;
 
 pub use gateway::{Gateway, Options};
 

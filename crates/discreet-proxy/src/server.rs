@@ -11,6 +11,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
+    caller::ClientCertificateCaller,
     idle::ConnectionCalls,
     linger::Lingering,
     request_body::RequestBody,
@@ -121,15 +122,23 @@ impl ConnectionHandler for Http2Connections {
         let calls = Arc::new(ConnectionCalls::default());
         let core = Arc::clone(&self.core);
         let counted = Arc::clone(&calls);
-        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let core = Arc::clone(&core);
-            let call = counted.begin();
-            // From here on an unread request body ends cleanly (`request_body.rs`).
-            let request = request.map(RequestBody::new);
-            async move { Ok::<_, Infallible>(core.handle(request, call).await) }
-        });
+        // Every request of the connection goes to `Core::handle`, with the caller its
+        // client certificate names (`identity: spiffe`) in its extensions.
+        let service = move |peer: Option<ClientCertificateCaller>| {
+            service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let core = Arc::clone(&core);
+                let call = counted.begin();
+                // From here on an unread request body ends cleanly (`request_body.rs`).
+                let mut request = request.map(RequestBody::new);
+                if let Some(peer) = &peer {
+                    request.extensions_mut().insert(peer.clone());
+                }
+                async move { Ok::<_, Infallible>(core.handle(request, call).await) }
+            })
+        };
         let builder = Arc::clone(&self.builder);
         let tls = self.tls.clone();
+        let callers = Arc::clone(&self.core);
         let stream = self.lingering.stream(stream);
         let closing = Closing {
             draining: self.draining.subscribe(),
@@ -139,7 +148,7 @@ impl ConnectionHandler for Http2Connections {
         async move {
             let result = match tls {
                 None => {
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection = builder.serve_connection(TokioIo::new(stream), service(None));
                     closing.serve(connection).await
                 }
                 Some(acceptor) => {
@@ -148,7 +157,16 @@ impl ConnectionHandler for Http2Connections {
                     else {
                         return;
                     };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    // Verified by the handshake against `tls.client_ca_file`, when set.
+                    let leaf = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(<[_]>::first);
+                    let peer = callers
+                        .callers
+                        .client_certificate_caller(leaf.map(AsRef::as_ref));
+                    let connection = builder.serve_connection(TokioIo::new(stream), service(peer));
                     closing.serve(connection).await
                 }
             };

@@ -199,7 +199,7 @@ impl Core {
 
         let before_response = async {
             let access = access_slot.as_mut().ok_or(CallError::Cancelled)?;
-            let caller = self.callers.identify(&parts.headers).await?;
+            let caller = self.callers.identify(&parts).await?;
             access.caller(&caller);
             let purpose = metadata::purpose(&parts.headers).map_err(CallError::Purpose)?;
             let active = self.policy.current();

@@ -23,6 +23,8 @@ pub(crate) enum CallError {
     Caller(ConsentError),
     #[error("caller not authenticated: send `authorization: Bearer <service-account token>`")]
     NoCallerToken,
+    #[error("caller not authenticated: {0}")]
+    ClientCertificate(&'static str),
     #[error("declare exactly one purpose in the `x-discreet-purpose` metadata")]
     Purpose(&'static str),
     #[error("{0}")]
@@ -83,7 +85,7 @@ impl CallError {
             Cancelled => Code::Cancelled,
             UnknownMethod(_) | RequestCardinality => Code::Unimplemented,
             Caller(e) | Consent(e) => consent_code(e),
-            NoCallerToken => Code::Unauthenticated,
+            NoCallerToken | ClientCertificate(_) => Code::Unauthenticated,
             Purpose(_) | NoSubject | RequestMetadata(_) => Code::InvalidArgument,
             Access(_) | SubjectWithoutConsent | UnexpectedSubject | Refused(_) => {
                 Code::PermissionDenied
@@ -113,7 +115,7 @@ impl CallError {
             Caller(e) | Consent(e) if consent_code(e) == Code::Unavailable => {
                 r::DEPENDENCY_UNAVAILABLE
             }
-            Caller(_) | NoCallerToken => r::UNAUTHENTICATED_CALLER,
+            Caller(_) | NoCallerToken | ClientCertificate(_) => r::UNAUTHENTICATED_CALLER,
             Purpose(_) => r::INVALID_PURPOSE,
             Access(_) => r::CALLER_NOT_ALLOWED,
             Consent(ConsentError::Revoked) => r::CONSENT_REVOKED,

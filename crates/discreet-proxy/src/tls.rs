@@ -143,15 +143,52 @@ impl ResolvesServerCert for ServingCertificate {
 }
 
 /// A TLS acceptor serving `certificate` (whichever pair it holds at each handshake);
-/// ALPN offers h2 only.
-pub(crate) fn acceptor(certificate: &Arc<ServingCertificate>) -> Result<TlsAcceptor, String> {
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&certificate.provider))
+/// ALPN offers h2 only. With `client_ca_file`, every client must present a certificate
+/// that chains to one of its CAs (mutual TLS), or the handshake fails.
+pub(crate) fn acceptor(
+    certificate: &Arc<ServingCertificate>,
+    client_ca_file: Option<&Path>,
+) -> Result<TlsAcceptor, String> {
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&certificate.provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::clone(certificate) as Arc<dyn ResolvesServerCert>);
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(file) => {
+            builder.with_client_cert_verifier(client_verifier(file, &certificate.provider)?)
+        }
+    };
+    let mut config =
+        builder.with_cert_resolver(Arc::clone(certificate) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Verifies client certificates against the CAs in `file` (PEM); a client without one
+/// is refused.
+fn client_verifier(
+    file: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let at = |e: &dyn std::fmt::Display| format!("tls.client_ca_file {}: {e}", file.display());
+    let cas = CertificateDer::pem_file_iter(file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| at(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots.add(ca).map_err(|e| at(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(at(
+            &"expected PEM CERTIFICATE blocks of the CAs that issue client certificates, found none",
+        ));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(provider),
+    )
+    .build()
+    .map_err(|e| at(&e))
 }
 
 fn read_both(cert_file: &Path, key_file: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
@@ -180,7 +217,7 @@ fn load_pair(
     let leaf = chain
         .first()
         .ok_or_else(|| cert_error(&"expected a PEM CERTIFICATE block, found none"))?;
-    let not_after = crate::x509_expiry::not_after(leaf)
+    let not_after = crate::x509::not_after(leaf)
         .map_err(|e| cert_error(&format_args!("the first certificate's validity: {e}")))?;
     // The key's own parse error would say nothing more useful, and must never echo it.
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {

@@ -1,15 +1,17 @@
-//! When a certificate stops being valid (its `notAfter`), read from its DER bytes: what
-//! the gateway reports for the certificate it serves, so an operator can alert days before
-//! clients start refusing it.
+//! The two things the gateway reads from an X.509 certificate's DER bytes: when it stops
+//! being valid (`notAfter`: reported for the certificate it serves, so an operator can
+//! alert days before clients refuse it) and its URI subject alternative names (a caller's
+//! SPIFFE ID, `spiffe.rs`).
 //!
-//! Only the path to `validity` is walked (RFC 5280 4.1: `Certificate` -> `tbsCertificate`
-//! -> optional version, serial, signature algorithm, issuer, `validity`); nothing is
-//! verified here (rustls does that when it loads the key pair). Plain data, no I/O; fuzzed
-//! by `fuzz/fuzz_targets/certificate_expiry.rs`.
+//! Only the path to those is walked (RFC 5280 4.1: `Certificate` -> `tbsCertificate` ->
+//! optional version, serial, signature algorithm, issuer, `validity`, subject, public key,
+//! optional unique ids, `[3] extensions`); nothing is verified here: rustls has verified
+//! the chain (a client's) or the key pair (ours) before these are read. Plain data, no I/O;
+//! fuzzed by `fuzz/fuzz_targets/certificate.rs`.
 
 /// Why a certificate's expiry could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ExpiryError {
+pub(crate) enum CertificateError {
     #[error("truncated or malformed DER")]
     Malformed,
     #[error("unexpected structure: expected {0}")]
@@ -22,10 +24,23 @@ const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const VERSION: u8 = 0xa0; // [0] EXPLICIT
 const UTC_TIME: u8 = 0x17;
+const EXTENSIONS: u8 = 0xa3; // [3] EXPLICIT
+const OID: u8 = 0x06;
+const BOOLEAN: u8 = 0x01;
+const OCTET_STRING: u8 = 0x04;
+const URI_NAME: u8 = 0x86; // GeneralName uniformResourceIdentifier [6] IMPLICIT IA5String
+/// id-ce-subjectAltName, 2.5.29.17.
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 const GENERALIZED_TIME: u8 = 0x18;
 
-/// The certificate's `notAfter`, in seconds since the Unix epoch (UTC).
-pub(crate) fn not_after(der: &[u8]) -> Result<i64, ExpiryError> {
+/// The parts of `tbsCertificate` read here.
+struct Tbs<'a> {
+    validity: &'a [u8],
+    /// The contents of `[3] extensions` (a SEQUENCE OF Extension), if present.
+    extensions: Option<&'a [u8]>,
+}
+
+fn tbs(der: &[u8]) -> Result<Tbs<'_>, CertificateError> {
     let (certificate, _) = expect(der, SEQUENCE, "Certificate SEQUENCE")?;
     let (tbs, _) = expect(certificate, SEQUENCE, "tbsCertificate SEQUENCE")?;
     let mut rest = tbs;
@@ -35,14 +50,68 @@ pub(crate) fn not_after(der: &[u8]) -> Result<i64, ExpiryError> {
     rest = expect(rest, INTEGER, "serialNumber INTEGER")?.1;
     rest = expect(rest, SEQUENCE, "signature AlgorithmIdentifier")?.1;
     rest = expect(rest, SEQUENCE, "issuer Name")?.1;
-    let (validity, _) = expect(rest, SEQUENCE, "validity SEQUENCE")?;
+    let (validity, mut rest) = expect(rest, SEQUENCE, "validity SEQUENCE")?;
+    rest = expect(rest, SEQUENCE, "subject Name")?.1;
+    rest = expect(rest, SEQUENCE, "subjectPublicKeyInfo")?.1;
+    // Then optional issuerUniqueID [1] and subjectUniqueID [2], then extensions [3].
+    let mut extensions = None;
+    while !rest.is_empty() {
+        let (tag, contents, after) = element(rest)?;
+        if tag == EXTENSIONS {
+            extensions = Some(expect(contents, SEQUENCE, "Extensions SEQUENCE")?.0);
+        }
+        rest = after;
+    }
+    Ok(Tbs {
+        validity,
+        extensions,
+    })
+}
+
+/// The certificate's `notAfter`, in seconds since the Unix epoch (UTC).
+pub(crate) fn not_after(der: &[u8]) -> Result<i64, CertificateError> {
+    let validity = tbs(der)?.validity;
     let (_, _, after_not_before) = element(validity)?;
     let (tag, time, _) = element(after_not_before)?;
     match tag {
         UTC_TIME => utc_time(time),
         GENERALIZED_TIME => generalized_time(time),
-        _ => Err(ExpiryError::BadTime),
+        _ => Err(CertificateError::BadTime),
     }
+}
+
+/// The URIs among the certificate's subject alternative names, in order (none without
+/// the extension). A URI that is not ASCII (IA5String) makes the certificate malformed.
+pub(crate) fn uri_names(der: &[u8]) -> Result<Vec<&str>, CertificateError> {
+    let mut names = Vec::new();
+    let Some(mut extensions) = tbs(der)?.extensions else {
+        return Ok(names);
+    };
+    while !extensions.is_empty() {
+        let (extension, rest) = expect(extensions, SEQUENCE, "Extension SEQUENCE")?;
+        extensions = rest;
+        let (id, mut fields) = expect(extension, OID, "extnID OBJECT IDENTIFIER")?;
+        if id != SUBJECT_ALT_NAME {
+            continue;
+        }
+        if fields.first() == Some(&BOOLEAN) {
+            fields = element(fields)?.2; // critical
+        }
+        let (value, _) = expect(fields, OCTET_STRING, "extnValue OCTET STRING")?;
+        let (mut general_names, _) = expect(value, SEQUENCE, "GeneralNames SEQUENCE")?;
+        while !general_names.is_empty() {
+            let (tag, name, rest) = element(general_names)?;
+            general_names = rest;
+            if tag == URI_NAME {
+                let uri = std::str::from_utf8(name)
+                    .ok()
+                    .filter(|u| u.is_ascii())
+                    .ok_or(CertificateError::Malformed)?;
+                names.push(uri);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// The contents of the element at the start of `input` if its tag is `tag`, and what
@@ -51,46 +120,46 @@ fn expect<'a>(
     input: &'a [u8],
     tag: u8,
     what: &'static str,
-) -> Result<(&'a [u8], &'a [u8]), ExpiryError> {
+) -> Result<(&'a [u8], &'a [u8]), CertificateError> {
     let (found, contents, rest) = element(input)?;
     if found == tag {
         Ok((contents, rest))
     } else {
-        Err(ExpiryError::Unexpected(what))
+        Err(CertificateError::Unexpected(what))
     }
 }
 
 /// One DER element: its tag (single-byte tags only, all RFC 5280 needs on this path),
 /// its contents and what follows it.
-fn element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), ExpiryError> {
-    let (&tag, rest) = input.split_first().ok_or(ExpiryError::Malformed)?;
+fn element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), CertificateError> {
+    let (&tag, rest) = input.split_first().ok_or(CertificateError::Malformed)?;
     if tag & 0x1f == 0x1f {
-        return Err(ExpiryError::Malformed); // multi-byte tag
+        return Err(CertificateError::Malformed); // multi-byte tag
     }
-    let (&first, mut rest) = rest.split_first().ok_or(ExpiryError::Malformed)?;
+    let (&first, mut rest) = rest.split_first().ok_or(CertificateError::Malformed)?;
     let len = if first < 0x80 {
         usize::from(first)
     } else {
         // Long form: 1-4 length bytes (0x80 alone is BER's indefinite length, not DER).
         let count = usize::from(first & 0x7f);
         if count == 0 || count > 4 || rest.len() < count {
-            return Err(ExpiryError::Malformed);
+            return Err(CertificateError::Malformed);
         }
         let (bytes, after) = rest.split_at(count);
         rest = after;
         bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
     };
     if rest.len() < len {
-        return Err(ExpiryError::Malformed);
+        return Err(CertificateError::Malformed);
     }
     let (contents, rest) = rest.split_at(len);
     Ok((tag, contents, rest))
 }
 
 /// `YYMMDDHHMMSSZ`; years 50-99 are 19xx, 00-49 are 20xx (RFC 5280 4.1.2.5.1).
-fn utc_time(text: &[u8]) -> Result<i64, ExpiryError> {
+fn utc_time(text: &[u8]) -> Result<i64, CertificateError> {
     let [y1, y2, rest @ ..] = text else {
-        return Err(ExpiryError::BadTime);
+        return Err(CertificateError::BadTime);
     };
     let yy = digits(&[*y1, *y2])?;
     let year = if yy >= 50 { 1900 + yy } else { 2000 + yy };
@@ -98,17 +167,17 @@ fn utc_time(text: &[u8]) -> Result<i64, ExpiryError> {
 }
 
 /// `YYYYMMDDHHMMSSZ` (RFC 5280 4.1.2.5.2: no fractions, always UTC).
-fn generalized_time(text: &[u8]) -> Result<i64, ExpiryError> {
+fn generalized_time(text: &[u8]) -> Result<i64, CertificateError> {
     let [y1, y2, y3, y4, rest @ ..] = text else {
-        return Err(ExpiryError::BadTime);
+        return Err(CertificateError::BadTime);
     };
     seconds(digits(&[*y1, *y2, *y3, *y4])?, rest)
 }
 
 /// `MMDDHHMMSSZ` of `year`, as seconds since the epoch.
-fn seconds(year: i64, text: &[u8]) -> Result<i64, ExpiryError> {
+fn seconds(year: i64, text: &[u8]) -> Result<i64, CertificateError> {
     let [m1, m2, d1, d2, h1, h2, n1, n2, s1, s2, b'Z'] = text else {
-        return Err(ExpiryError::BadTime);
+        return Err(CertificateError::BadTime);
     };
     let month = digits(&[*m1, *m2])?;
     let day = digits(&[*d1, *d2])?;
@@ -124,17 +193,17 @@ fn seconds(year: i64, text: &[u8]) -> Result<i64, ExpiryError> {
         || minute > 59
         || second > 59
     {
-        return Err(ExpiryError::BadTime);
+        return Err(CertificateError::BadTime);
     }
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
-fn digits(text: &[u8]) -> Result<i64, ExpiryError> {
+fn digits(text: &[u8]) -> Result<i64, CertificateError> {
     text.iter().try_fold(0i64, |n, &c| {
         if c.is_ascii_digit() {
             Ok(n * 10 + i64::from(c - b'0'))
         } else {
-            Err(ExpiryError::BadTime)
+            Err(CertificateError::BadTime)
         }
     })
 }
@@ -192,6 +261,8 @@ mod tests {
             tlv(SEQUENCE, &[]),
             tlv(SEQUENCE, &[0; 200]), // a long-form length on the way
             tlv(SEQUENCE, &validity),
+            tlv(SEQUENCE, &[]), // subject
+            tlv(SEQUENCE, &[]), // subjectPublicKeyInfo
         ]
         .concat();
         tlv(SEQUENCE, &tlv(SEQUENCE, &tbs))
@@ -240,7 +311,7 @@ mod tests {
         ] {
             assert_eq!(
                 not_after(&certificate(tag, text)),
-                Err(ExpiryError::BadTime),
+                Err(CertificateError::BadTime),
                 "{}",
                 String::from_utf8_lossy(text)
             );
@@ -255,17 +326,44 @@ mod tests {
             assert!(not_after(&good[..cut]).is_err(), "truncated at {cut}");
         }
         // Indefinite length, a length wider than four bytes, a multi-byte tag.
-        assert_eq!(not_after(&[0x30, 0x80, 0, 0]), Err(ExpiryError::Malformed));
+        assert_eq!(
+            not_after(&[0x30, 0x80, 0, 0]),
+            Err(CertificateError::Malformed)
+        );
         assert_eq!(
             not_after(&[0x30, 0x85, 0, 0, 0, 0, 1, 0]),
-            Err(ExpiryError::Malformed)
+            Err(CertificateError::Malformed)
         );
-        assert_eq!(not_after(&[0x1f, 0x01, 0]), Err(ExpiryError::Malformed));
+        assert_eq!(
+            not_after(&[0x1f, 0x01, 0]),
+            Err(CertificateError::Malformed)
+        );
         assert_eq!(
             not_after(&[0x02, 0x01, 0]),
-            Err(ExpiryError::Unexpected("Certificate SEQUENCE"))
+            Err(CertificateError::Unexpected("Certificate SEQUENCE"))
         );
         // A PEM file's text is not DER.
         assert!(not_after(b"-----BEGIN CERTIFICATE-----").is_err());
+    }
+
+    #[test]
+    fn reads_uri_names_as_openssl_prints_them() {
+        assert_eq!(
+            uri_names(&fixture("client-recommender-cert.pem")),
+            Ok(vec!["spiffe://cluster.local/ns/shop/sa/recommender"])
+        );
+        // A DNS name only, and no SAN extension at all.
+        assert_eq!(uri_names(&fixture("client-no-spiffe-cert.pem")), Ok(vec![]));
+        assert_eq!(uri_names(&fixture("ca-cert.pem")), Ok(vec![]));
+        // The server certificate: a DNS name and an IP address, no URI.
+        assert_eq!(uri_names(&fixture("tls-cert.pem")), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_uri_name_that_is_not_ascii_is_malformed() {
+        let mut der = fixture("client-recommender-cert.pem");
+        let at = der.windows(9).position(|w| w == b"spiffe://").unwrap();
+        der[at + 9] = 0xc3;
+        assert_eq!(uri_names(&der), Err(CertificateError::Malformed));
     }
 }
