@@ -156,29 +156,50 @@ async fn shutdown_drains_calls_in_flight() {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_tls() {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let h = Harness::start_with(|c| {
-        c.tls = Some(discreet_config::TlsConfig {
-            cert_file: fixtures.join("tls-cert.pem"),
-            key_file: fixtures.join("tls-key.pem"),
-            client_ca_file: None,
-        });
+/// A file of `tests/fixtures` (README.md there says what each is).
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// Serving TLS with the fixture server certificate and, for mutual TLS, `client_ca`.
+fn fixture_tls(client_ca: Option<&str>) -> Option<discreet_config::TlsConfig> {
+    Some(discreet_config::TlsConfig {
+        cert_file: fixture("tls-cert.pem"),
+        key_file: fixture("tls-key.pem"),
+        client_ca_file: client_ca.map(fixture),
     })
-    .await
-    .unwrap();
-    let ca = Certificate::from_pem(std::fs::read(fixtures.join("ca-cert.pem")).unwrap());
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(ca)
+}
+
+/// A new TLS connection to the gateway trusting only the CA in fixture `ca`, presenting
+/// the client certificate and key `<client>-cert.pem`, `<client>-key.pem` if given.
+async fn tls_channel(h: &Harness, ca: &str, client: Option<&str>) -> Result<Channel, String> {
+    let read = |name: &str| std::fs::read(fixture(name)).unwrap();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca)))
         .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://{}", h.addr()))
+    if let Some(client) = client {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            read(&format!("{client}-cert.pem")),
+            read(&format!("{client}-key.pem")),
+        ));
+    }
+    Channel::from_shared(format!("https://{}", h.addr()))
         .unwrap()
         .tls_config(tls)
         .unwrap()
         .connect()
         .await
+        .map_err(|e| format!("connect: {e:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_tls() {
+    let h = Harness::start_with(|c| c.tls = fixture_tls(None))
+        .await
         .unwrap();
+    let channel = tls_channel(&h, "ca-cert.pem", None).await.unwrap();
     let p = get_on(&mut ProfileServiceClient::new(channel), &h)
         .await
         .unwrap();
@@ -244,6 +265,15 @@ async fn get_on(
     client: &mut ProfileServiceClient<Channel>,
     h: &Harness,
 ) -> Result<discreet_proto::profile::v1::Profile, tonic::Status> {
+    get_as(client, h, caller_for("personalize")).await
+}
+
+/// A `GetProfile` of a persona for `personalize` with a bearer token naming `caller`.
+async fn get_as(
+    client: &mut ProfileServiceClient<Channel>,
+    h: &Harness,
+    caller: &str,
+) -> Result<discreet_proto::profile::v1::Profile, tonic::Status> {
     let purpose = "personalize";
     let consent = h.consent("persona-eu", &[purpose]).unwrap();
     let request = h
@@ -251,7 +281,7 @@ async fn get_on(
             discreet_proto::profile::v1::GetProfileRequest {
                 subject_id: "persona-eu".into(),
             },
-            caller_for(purpose),
+            caller,
             purpose,
             &[consent],
         )
@@ -397,19 +427,7 @@ impl MountedSecret {
 
 /// A new TLS connection trusting only `ca`, and one call on it.
 async fn call_over_tls(h: &Harness, ca: &str) -> Result<(), String> {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(fixtures.join(ca)).unwrap(),
-        ))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://{}", h.addr()))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+    let channel = tls_channel(h, ca, None).await?;
     get_on(&mut ProfileServiceClient::new(channel), h)
         .await
         .map(drop)
@@ -429,8 +447,7 @@ async fn gauge(h: &Harness, name: &str) -> Option<i64> {
 /// and a broken update leaves the last good certificate serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_a_renewed_certificate_without_a_restart() {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let read = |name: &str| std::fs::read(fixtures.join(name)).unwrap();
+    let read = |name: &str| std::fs::read(fixture(name)).unwrap();
     let mut secret = MountedSecret::new(&read("tls-cert.pem"), &read("tls-key.pem"));
     let h = Harness::start_with(|c| {
         c.tls = Some(discreet_config::TlsConfig {
@@ -450,18 +467,7 @@ async fn serves_a_renewed_certificate_without_a_restart() {
         "a client trusting only the renewed CA refuses the first certificate"
     );
     // A connection opened before the renewal.
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("ca-cert.pem")))
-        .domain_name("localhost");
-    let mut before = ProfileServiceClient::new(
-        Channel::from_shared(format!("https://{}", h.addr()))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    );
+    let mut before = ProfileServiceClient::new(tls_channel(&h, "ca-cert.pem", None).await.unwrap());
     get_on(&mut before, &h).await.unwrap();
 
     secret.update(&read("renewed-cert.pem"), &read("renewed-key.pem"));
@@ -523,38 +529,8 @@ async fn serves_a_renewed_certificate_without_a_restart() {
 /// bearer token names `risk/scorer`, a caller `personalize` does not allow: a call that
 /// is served was named by its certificate, not by the token.
 async fn call_with_client_certificate(h: &Harness, client: Option<&str>) -> Result<(), String> {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let read = |name: String| std::fs::read(fixtures.join(name)).unwrap();
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("ca-cert.pem".into())))
-        .domain_name("localhost");
-    if let Some(client) = client {
-        tls = tls.identity(tonic::transport::Identity::from_pem(
-            read(format!("{client}-cert.pem")),
-            read(format!("{client}-key.pem")),
-        ));
-    }
-    let channel = Channel::from_shared(format!("https://{}", h.addr()))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e:?}"))?;
-    let purpose = "personalize";
-    let consent = h.consent("persona-eu", &[purpose]).unwrap();
-    let request = h
-        .request(
-            discreet_proto::profile::v1::GetProfileRequest {
-                subject_id: "persona-eu".into(),
-            },
-            "risk/scorer",
-            purpose,
-            &[consent],
-        )
-        .unwrap();
-    ProfileServiceClient::new(channel)
-        .get_profile(request)
+    let channel = tls_channel(h, "ca-cert.pem", client).await?;
+    get_as(&mut ProfileServiceClient::new(channel), h, "risk/scorer")
         .await
         .map(drop)
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
@@ -565,13 +541,8 @@ async fn call_with_client_certificate(h: &Harness, client: Option<&str>) -> Resu
 /// cannot override it, and a connection without a certificate from those CAs gets nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_are_named_by_their_client_certificate() {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let h = Harness::start_with(|c| {
-        c.tls = Some(discreet_config::TlsConfig {
-            cert_file: fixtures.join("tls-cert.pem"),
-            key_file: fixtures.join("tls-key.pem"),
-            client_ca_file: Some(fixtures.join("client-ca-cert.pem")),
-        });
+        c.tls = fixture_tls(Some("client-ca-cert.pem"));
         c.identity = discreet_config::IdentityConfig::Spiffe(discreet_config::SpiffeConfig {
             trust_domain: "cluster.local".into(),
         });
