@@ -596,3 +596,72 @@ async fn callers_are_named_by_their_client_certificate() {
     }
     h.shutdown().await;
 }
+
+/// The client CA bundle is reloaded like the certificate (trust-manager updates bundles in
+/// place): a CA added to it is trusted by new connections without a restart, and a bundle
+/// that does not load leaves the CAs in force unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updated_client_ca_bundle_applies_without_a_restart() {
+    let read = |name: &str| std::fs::read(fixture(name)).unwrap();
+    let dir = discreet_testkit::TempDir::new("client-cas").unwrap();
+    let bundle = dir.path().join("ca.crt");
+    // Replaced as a whole (write aside, rename over), as a ConfigMap update is.
+    let replace = |contents: &[u8]| {
+        let aside = dir.path().join("ca.crt.new");
+        std::fs::write(&aside, contents).unwrap();
+        std::fs::rename(&aside, &bundle).unwrap();
+    };
+    replace(&read("client-ca-cert.pem"));
+    let h = Harness::start_with(|c| {
+        c.tls = fixture_tls(None).map(|t| discreet_config::TlsConfig {
+            client_ca_file: Some(bundle.clone()),
+            ..t
+        });
+        c.identity = discreet_config::IdentityConfig::Spiffe(discreet_config::SpiffeConfig {
+            trust_domain: "cluster.local".into(),
+        });
+    })
+    .await
+    .unwrap();
+    let reloads =
+        |result: &str| format!("discreet_tls_certificate_reloads_total{{result=\"{result}\"}}");
+    call_with_client_certificate(&h, Some("client-recommender"))
+        .await
+        .unwrap();
+    assert!(
+        call_with_client_certificate(&h, Some("client-rogue"))
+            .await
+            .is_err(),
+        "a certificate from a CA not in the bundle"
+    );
+
+    replace(&[read("client-ca-cert.pem"), read("rogue-ca-cert.pem")].concat());
+    let trusted_by = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = call_with_client_certificate(&h, Some("client-rogue")).await {
+        assert!(
+            Instant::now() < trusted_by,
+            "the added CA was not trusted: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    call_with_client_certificate(&h, Some("client-recommender"))
+        .await
+        .unwrap();
+    assert_eq!(metric(&h, &reloads("applied")).await, 1);
+
+    replace(b"not a bundle");
+    let refused_by = Instant::now() + Duration::from_secs(10);
+    while metric(&h, &reloads("rejected")).await == 0 {
+        assert!(
+            Instant::now() < refused_by,
+            "the broken bundle was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for client in ["client-recommender", "client-rogue"] {
+        call_with_client_certificate(&h, Some(client))
+            .await
+            .unwrap_or_else(|e| panic!("{client}: {e}"));
+    }
+    h.shutdown().await;
+}

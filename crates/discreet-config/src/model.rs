@@ -156,8 +156,8 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
     /// CA certificates (PEM) that issue callers' client certificates. When set, every
     /// connection must present a client certificate that chains to one of them (mutual
-    /// TLS), or its handshake fails. Read at start. Default none: no client certificate
-    /// is asked for.
+    /// TLS), or its handshake fails. Watched: an updated bundle applies to new
+    /// connections. Default none: no client certificate is asked for.
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
 }

@@ -16,7 +16,7 @@ use discreet_telemetry::SpanIds;
 use crate::{
     Clock, DecisionIds, access::AuditState, caller::CallerAuth, local::LocalServices,
     plans::PlanCache, policy_state::PolicyState, route::MethodTable, server, service::Core,
-    shadow::ShadowPolicy, tls, tls::ServingCertificate, upstream::UpstreamClient,
+    shadow::ShadowPolicy, tls::TlsServer, upstream::UpstreamClient,
 };
 
 fn count_reload(metrics: &discreet_telemetry::metrics::GatewayMetrics, applied: bool) {
@@ -142,19 +142,7 @@ impl Gateway {
             None => None,
         };
         let local = LocalServices::new(&schema.pool().encode_to_vec())?;
-        let tls_certificate = match &config.tls {
-            Some(t) => Some(Arc::new(ServingCertificate::load(
-                &t.cert_file,
-                &t.key_file,
-            )?)),
-            None => None,
-        };
-        let tls = match (&tls_certificate, &config.tls) {
-            (Some(certificate), Some(t)) => {
-                Some(tls::acceptor(certificate, t.client_ca_file.as_deref())?)
-            }
-            _ => None,
-        };
+        let tls = config.tls.as_ref().map(TlsServer::start).transpose()?;
         let (stop, stop_rx) = watch::channel(false);
         let (upstream_addr, connect_timeout, embedded) = match &config.upstream {
             Upstream::Embedded { profiles } => {
@@ -241,8 +229,9 @@ impl Gateway {
         });
         // Always watched: a renewed certificate must reach new connections without a
         // restart (`tls.rs`).
-        let tls_watch =
-            tls_certificate.map(|certificate| certificate.watch(POLICY_POLL, Arc::clone(&metrics)));
+        let tls_watch = tls
+            .as_ref()
+            .map(|tls| Arc::clone(tls).watch(POLICY_POLL, Arc::clone(&metrics)));
         let shadow_watch = shadow.map(|shadow| {
             let m = Arc::clone(&metrics);
             m.set_shadow_policy_version(&shadow.state.current().version);

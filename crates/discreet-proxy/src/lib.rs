@@ -50,6 +50,7 @@ mod spiffe;
 mod status;
 mod tls;
 mod upstream;
+mod watched_files;
 mod workers;
 mod x509;
 

@@ -8,7 +8,6 @@ use discreet_config::Limits;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::{
     caller::ClientCertificateCaller,
@@ -16,6 +15,7 @@ use crate::{
     linger::Lingering,
     request_body::RequestBody,
     service::Core,
+    tls::TlsServer,
     workers::{ConnectionHandler, ConnectionLimit, Workers},
 };
 
@@ -26,7 +26,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`serve`] accepts.
 pub(crate) fn start_workers(
     threads: usize,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsServer>>,
     core: &Arc<Core>,
     limits: &Limits,
 ) -> Result<Workers, String> {
@@ -106,7 +106,7 @@ fn http2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioEx
 struct Http2Connections {
     core: Arc<Core>,
     builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsServer>>,
     /// Turned true when the thread drains: every connection sends GOAWAY, lets its calls
     /// finish and closes.
     draining: watch::Sender<bool>,
@@ -137,7 +137,8 @@ impl ConnectionHandler for Http2Connections {
             })
         };
         let builder = Arc::clone(&self.builder);
-        let tls = self.tls.clone();
+        // The acceptor in force now: the client CAs may have been reloaded.
+        let tls = self.tls.as_ref().map(|t| t.acceptor());
         let callers = Arc::clone(&self.core);
         let stream = self.lingering.stream(stream);
         let closing = Closing {

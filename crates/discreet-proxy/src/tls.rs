@@ -1,38 +1,40 @@
-//! Serving TLS from a certificate and key in PEM files, and taking a renewed pair without
-//! a restart.
+//! Serving TLS from a certificate and key in PEM files, optionally asking callers for
+//! client certificates from a CA bundle, and taking renewed files without a restart.
 //!
 //! Certificates are short-lived in Kubernetes (cert-manager renews at two thirds of their
 //! life, a mesh CA within a day), and a sidecar that read them only at start would serve
-//! an expired certificate until someone restarted every pod. So the files are watched
-//! (`file_watch.rs`), and each new handshake gets the pair loaded last. A pair that does
-//! not load (unparseable, the key not the certificate's, a half-written file) is refused
-//! and the last good one keeps serving: a bad renewal never takes TLS down. Connections
-//! already open keep the certificate they were made with, as in any TLS server.
+//! an expired certificate until someone restarted every pod; CA bundles rotate too
+//! (trust-manager updates them in place). So the files are watched (`file_watch.rs`), and
+//! each new handshake gets what was loaded last. Files that do not load (unparseable, the
+//! key not the certificate's, a half-written file, an empty bundle) are refused and the
+//! last good ones keep serving (`watched_files.rs`): a bad renewal never takes TLS down.
+//! Connections already open keep what they were made with, as in any TLS server.
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, RwLock},
 };
 
+use discreet_config::TlsConfig;
+use discreet_telemetry::metrics::{GatewayMetrics, ResultLabels};
 use rustls::{
     crypto::CryptoProvider,
-    server::{ClientHello, ResolvesServerCert},
+    server::{ClientHello, ResolvesServerCert, danger::ClientCertVerifier},
     sign::CertifiedKey,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
+
+use crate::watched_files::{FileReload, WatchedFiles};
 
 /// One certificate chain and key as loaded.
 #[derive(Debug)]
 struct LoadedPair {
     key: Arc<CertifiedKey>,
-    /// Of both files' bytes: a reload that finds the same bytes does nothing.
-    digest: [u8; 32],
     /// The leaf certificate's `notAfter`, seconds since the epoch.
     not_after: i64,
 }
 
-/// What a reload attempt did.
+/// What a reload of the certificate and key did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CertificateReload {
     Unchanged,
@@ -48,131 +50,210 @@ pub(crate) enum CertificateReload {
 /// The certificate and key the gateway serves, swapped when their files change.
 #[derive(Debug)]
 pub(crate) struct ServingCertificate {
-    cert_file: PathBuf,
-    key_file: PathBuf,
+    pair: WatchedFiles<LoadedPair>,
     provider: Arc<CryptoProvider>,
-    current: RwLock<Arc<LoadedPair>>,
-    /// The digest of the last refused pair, so it is reported once, not on every poll.
-    last_rejected: RwLock<Option<[u8; 32]>>,
 }
 
 impl ServingCertificate {
     /// Loads the pair at start-up; a pair that does not load is fatal here (there is no
     /// last good one to keep serving).
-    pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
+    pub(crate) fn load(
+        cert_file: &std::path::Path,
+        key_file: &std::path::Path,
+    ) -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let pair = load_pair(cert_file, key_file, &provider)?;
-        Ok(ServingCertificate {
-            cert_file: cert_file.to_owned(),
-            key_file: key_file.to_owned(),
-            provider,
-            current: RwLock::new(Arc::new(pair)),
-            last_rejected: RwLock::new(None),
-        })
+        let files = vec![cert_file.to_owned(), key_file.to_owned()];
+        let pair = WatchedFiles::load(files.clone(), |c| parse_pair(&files, c, &provider))?;
+        Ok(ServingCertificate { pair, provider })
     }
 
     /// When the certificate serving now expires, seconds since the epoch.
     pub(crate) fn not_after(&self) -> i64 {
-        self.current().not_after
-    }
-
-    /// The files, to watch.
-    pub(crate) fn files(&self) -> [&Path; 2] {
-        [&self.cert_file, &self.key_file]
+        self.pair.current().not_after
     }
 
     /// Re-reads both files; serves the pair they hold if it changed and loads.
     pub(crate) fn reload(&self) -> CertificateReload {
-        // What the files hold now, or why they cannot be read (mid-replacement a file can
-        // briefly vanish; deleted, it stays gone): either way a state, reported once.
-        let (digest, unreadable) = match read_both(&self.cert_file, &self.key_file) {
-            Ok((cert, key)) => (digest(&cert, &key), None),
-            Err(message) => (digest(message.as_bytes(), b"unreadable"), Some(message)),
-        };
-        if digest == self.current().digest {
-            self.set_last_rejected(None);
-            return CertificateReload::Unchanged;
-        }
-        if let Ok(last) = self.last_rejected.read()
-            && *last == Some(digest)
-        {
-            return CertificateReload::Unchanged;
-        }
-        let loaded = match unreadable {
-            Some(message) => Err(message),
-            None => load_pair(&self.cert_file, &self.key_file, &self.provider),
-        };
-        match loaded {
-            // The files may have changed again between the two reads: the pair loaded
-            // carries the digest of what was actually parsed.
-            Ok(pair) => {
-                let not_after = pair.not_after;
-                match self.current.write() {
-                    Ok(mut guard) => *guard = Arc::new(pair),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(pair),
-                }
-                self.set_last_rejected(None);
-                CertificateReload::Loaded { not_after }
-            }
-            Err(message) => {
-                self.set_last_rejected(Some(digest));
-                CertificateReload::Rejected(message)
-            }
+        let files = self.pair.files();
+        match self.pair.reload(|c| parse_pair(files, c, &self.provider)) {
+            FileReload::Unchanged => CertificateReload::Unchanged,
+            FileReload::Loaded(pair) => CertificateReload::Loaded {
+                not_after: pair.not_after,
+            },
+            FileReload::Rejected(message) => CertificateReload::Rejected(message),
         }
     }
 
-    fn set_last_rejected(&self, digest: Option<[u8; 32]>) {
-        if let Ok(mut last) = self.last_rejected.write() {
-            *last = digest;
-        }
-    }
-
-    fn current(&self) -> Arc<LoadedPair> {
-        match self.current.read() {
-            Ok(guard) => Arc::clone(&guard),
-            // A writer panicked mid-swap; the Arc inside is still a whole pair.
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+    fn cert_file(&self) -> &std::path::Path {
+        &self.pair.files()[0]
     }
 }
 
 impl ResolvesServerCert for ServingCertificate {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.current().key))
+        Some(Arc::clone(&self.pair.current().key))
     }
 }
 
-/// A TLS acceptor serving `certificate` (whichever pair it holds at each handshake);
-/// ALPN offers h2 only. With `client_ca_file`, every client must present a certificate
-/// that chains to one of its CAs (mutual TLS), or the handshake fails.
-pub(crate) fn acceptor(
+/// The caller-facing TLS: the serving certificate, the client CAs if mutual TLS is on,
+/// and the acceptor built from both (rebuilt when the CAs change; the certificate is
+/// looked up at each handshake and needs no rebuild).
+#[derive(Debug)]
+pub(crate) struct TlsServer {
+    certificate: Arc<ServingCertificate>,
+    client_cas: Option<WatchedFiles<Arc<dyn ClientCertVerifier>>>,
+    /// What each new connection's handshake runs with.
+    config: RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl TlsServer {
+    /// Loads every file of `config`; any that does not load is fatal at start.
+    pub(crate) fn start(config: &TlsConfig) -> Result<Arc<TlsServer>, String> {
+        let certificate = Arc::new(ServingCertificate::load(
+            &config.cert_file,
+            &config.key_file,
+        )?);
+        let client_cas = match &config.client_ca_file {
+            Some(file) => {
+                let provider = Arc::clone(&certificate.provider);
+                Some(WatchedFiles::load(vec![file.clone()], |c| {
+                    client_verifier(file, c, &provider)
+                })?)
+            }
+            None => None,
+        };
+        let verifier = client_cas.as_ref().map(|cas| (*cas.current()).clone());
+        let config = RwLock::new(server_config(&certificate, verifier)?);
+        Ok(Arc::new(TlsServer {
+            certificate,
+            client_cas,
+            config,
+        }))
+    }
+
+    /// The acceptor for a new connection.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        let config = match self.config.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        TlsAcceptor::from(config)
+    }
+
+    /// Reloads the files whenever they change, until the returned task is aborted; counts
+    /// each attempt that changed something and reports the expiry serving now.
+    pub(crate) fn watch(
+        self: Arc<Self>,
+        poll: std::time::Duration,
+        metrics: Arc<GatewayMetrics>,
+    ) -> tokio::task::JoinHandle<()> {
+        metrics
+            .set_tls_certificate_expiry(self.certificate.cert_file(), self.certificate.not_after());
+        let mut files: Vec<PathBuf> = self.certificate.pair.files().to_vec();
+        if let Some(cas) = &self.client_cas {
+            files.extend_from_slice(cas.files());
+        }
+        let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+        crate::file_watch::watch_files(&paths, poll, move || {
+            self.reload_certificate(&metrics);
+            self.reload_client_cas(&metrics);
+        })
+    }
+
+    fn reload_certificate(&self, metrics: &GatewayMetrics) {
+        let cert_file = self.certificate.cert_file();
+        match self.certificate.reload() {
+            CertificateReload::Unchanged => {}
+            CertificateReload::Loaded { not_after } => {
+                count(metrics, "applied");
+                metrics.set_tls_certificate_expiry(cert_file, not_after);
+                tracing::info!(
+                    tls.cert_file = %cert_file.display(),
+                    tls.not_after = not_after,
+                    "TLS certificate reloaded; new connections get it"
+                );
+            }
+            CertificateReload::Rejected(message) => {
+                count(metrics, "rejected");
+                tracing::error!(
+                    "TLS certificate and key rejected, keeping the pair serving now: {message}"
+                );
+            }
+        }
+    }
+
+    fn reload_client_cas(&self, metrics: &GatewayMetrics) {
+        let Some(cas) = &self.client_cas else {
+            return;
+        };
+        let file = &cas.files()[0];
+        match cas.reload(|c| client_verifier(file, c, &self.certificate.provider)) {
+            FileReload::Unchanged => {}
+            FileReload::Loaded(verifier) => {
+                match server_config(&self.certificate, Some((*verifier).clone())) {
+                    Ok(next) => {
+                        match self.config.write() {
+                            Ok(mut guard) => *guard = next,
+                            Err(poisoned) => *poisoned.into_inner() = next,
+                        }
+                        count(metrics, "applied");
+                        tracing::info!(
+                            tls.client_ca_file = %file.display(),
+                            "client CAs reloaded; new connections are verified against them"
+                        );
+                    }
+                    Err(message) => {
+                        count(metrics, "rejected");
+                        tracing::error!("client CAs rejected, keeping those in force: {message}");
+                    }
+                }
+            }
+            FileReload::Rejected(message) => {
+                count(metrics, "rejected");
+                tracing::error!("client CAs rejected, keeping those in force: {message}");
+            }
+        }
+    }
+}
+
+fn count(metrics: &GatewayMetrics, result: &'static str) {
+    metrics
+        .tls_certificate_reloads
+        .get_or_create(&ResultLabels { result })
+        .inc();
+}
+
+/// TLS serving `certificate` (whichever pair it holds at each handshake); ALPN offers h2
+/// only. With a client verifier, every client must present a certificate it accepts
+/// (mutual TLS), or the handshake fails.
+fn server_config(
     certificate: &Arc<ServingCertificate>,
-    client_ca_file: Option<&Path>,
-) -> Result<TlsAcceptor, String> {
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&certificate.provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let builder = match client_ca_file {
+    let builder = match client_verifier {
         None => builder.with_no_client_auth(),
-        Some(file) => {
-            builder.with_client_cert_verifier(client_verifier(file, &certificate.provider)?)
-        }
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
     };
     let mut config =
         builder.with_cert_resolver(Arc::clone(certificate) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
-/// Verifies client certificates against the CAs in `file` (PEM); a client without one
-/// is refused.
+/// Verifies client certificates against the CAs in `file`'s `contents` (PEM); a client
+/// without one is refused.
 fn client_verifier(
-    file: &Path,
+    file: &std::path::Path,
+    contents: &[Vec<u8>],
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let at = |e: &dyn std::fmt::Display| format!("tls.client_ca_file {}: {e}", file.display());
-    let cas = CertificateDer::pem_file_iter(file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let pem = contents.first().map_or(&[][..], Vec::as_slice);
+    let cas = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| at(&e))?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in cas {
@@ -191,27 +272,20 @@ fn client_verifier(
     .map_err(|e| at(&e))
 }
 
-fn read_both(cert_file: &Path, key_file: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
-    Ok((read(cert_file)?, read(key_file)?))
-}
-
-fn digest(cert: &[u8], key: &[u8]) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    hash.update(u64::try_from(cert.len()).unwrap_or(u64::MAX).to_le_bytes());
-    hash.update(cert);
-    hash.update(key);
-    hash.finalize().into()
-}
-
-fn load_pair(
-    cert_file: &Path,
-    key_file: &Path,
+/// The pair in `contents` (the certificate file's bytes, then the key file's), with
+/// errors naming `files`.
+fn parse_pair(
+    files: &[PathBuf],
+    contents: &[Vec<u8>],
     provider: &CryptoProvider,
 ) -> Result<LoadedPair, String> {
-    let (cert_pem, key_pem) = read_both(cert_file, key_file)?;
+    let (Some(cert_file), Some(key_file), [cert_pem, key_pem]) =
+        (files.first(), files.get(1), contents)
+    else {
+        return Err("expected a certificate file and a key file".to_owned());
+    };
     let cert_error = |e: &dyn std::fmt::Display| format!("{}: {e}", cert_file.display());
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| cert_error(&e))?;
     let leaf = chain
@@ -220,7 +294,7 @@ fn load_pair(
     let not_after = crate::x509::not_after(leaf)
         .map_err(|e| cert_error(&format_args!("the first certificate's validity: {e}")))?;
     // The key's own parse error would say nothing more useful, and must never echo it.
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
         format!(
             "{}: expected a PEM private key (PKCS#8, PKCS#1 or SEC1)",
             key_file.display()
@@ -247,51 +321,15 @@ fn load_pair(
     }
     Ok(LoadedPair {
         key: Arc::new(key),
-        digest: digest(&cert_pem, &key_pem),
         not_after,
     })
-}
-
-impl ServingCertificate {
-    /// Reloads the pair whenever its files change, until the returned task is aborted;
-    /// counts each attempt that changed something and reports the expiry serving now.
-    pub(crate) fn watch(
-        self: Arc<Self>,
-        poll: std::time::Duration,
-        metrics: Arc<discreet_telemetry::metrics::GatewayMetrics>,
-    ) -> tokio::task::JoinHandle<()> {
-        metrics.set_tls_certificate_expiry(&self.cert_file, self.not_after());
-        let files = self.files().map(Path::to_path_buf);
-        let count = |metrics: &discreet_telemetry::metrics::GatewayMetrics, result| {
-            metrics
-                .tls_certificate_reloads
-                .get_or_create(&discreet_telemetry::metrics::ResultLabels { result })
-                .inc();
-        };
-        crate::file_watch::watch_files(&[&files[0], &files[1]], poll, move || match self.reload() {
-            CertificateReload::Unchanged => {}
-            CertificateReload::Loaded { not_after } => {
-                count(&metrics, "applied");
-                metrics.set_tls_certificate_expiry(&self.cert_file, not_after);
-                tracing::info!(
-                    tls.cert_file = %self.cert_file.display(),
-                    tls.not_after = not_after,
-                    "TLS certificate reloaded; new connections get it"
-                );
-            }
-            CertificateReload::Rejected(message) => {
-                count(&metrics, "rejected");
-                tracing::error!(
-                    "TLS certificate and key rejected, keeping the pair serving now: {message}"
-                );
-            }
-        })
-    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
@@ -335,7 +373,7 @@ mod tests {
 
     /// The leaf certificate a handshake would be given now.
     fn served(certificate: &ServingCertificate) -> Vec<u8> {
-        certificate.current().key.cert[0].to_vec()
+        certificate.pair.current().key.cert[0].to_vec()
     }
 
     fn leaf(pem: &[u8]) -> Vec<u8> {

@@ -95,7 +95,7 @@ pub struct GatewayMetrics {
     /// of retry budget (`over_budget`).
     pub upstream_retries: Family<ResultLabels, Counter>,
     pub policy_reloads: Family<ResultLabels, Counter>,
-    /// Reloads of the TLS certificate and key by result (applied, rejected).
+    /// Reloads of the TLS certificate and key, or client CAs, by result (applied, rejected).
     pub tls_certificate_reloads: Family<ResultLabels, Counter>,
     /// The served certificate's `notAfter`, by certificate file; no series without TLS.
     tls_certificate_expiry: Family<FileLabels, Gauge>,
@@ -173,7 +173,7 @@ impl GatewayMetrics {
         let tls_certificate_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "tls_certificate_reloads",
-            "TLS certificate and key reloads by result (applied, rejected: the previous pair keeps serving)",
+            "TLS file reloads (certificate and key, client CA bundle) by result (applied, rejected: what was in force keeps serving)",
             tls_certificate_reloads.clone(),
         );
         let tls_certificate_expiry = Family::<FileLabels, Gauge>::default();
