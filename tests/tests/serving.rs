@@ -389,6 +389,55 @@ async fn idle_connections_are_closed_and_connections_with_a_call_open_are_not() 
     );
 }
 
+/// `limits.max_connection_age`: a connection goes at its age (GOAWAY) whether or not it
+/// is busy; a call still open past `shutdown_grace` after that is cut, and the caller's
+/// next call, on a new connection, is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_older_than_the_max_age_are_asked_to_go() {
+    let h = Harness::start_with(|c| {
+        c.upstream = discreet_config::Upstream::Embedded { profiles: PROFILES };
+        // Below what validation accepts (10 s), to keep the test short.
+        c.limits.max_connection_age = Duration::from_secs(1);
+        c.limits.shutdown_grace = Duration::from_secs(1);
+    })
+    .await
+    .unwrap();
+    // A connection without calls goes at its age (0.9 to 1.1 s), long before the idle
+    // timeout (5 m).
+    let opened = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    let (_client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the connection was not closed at its age")
+        .ok();
+    let lived = opened.elapsed();
+    assert!(
+        lived >= Duration::from_millis(900),
+        "closed after {lived:?}"
+    );
+
+    // A long stream, not read (its window full) past the age and the grace: cut. Read
+    // afterwards, it yields what had reached the client, then the error, not all records.
+    let mut stream = slow_stream(&h).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut n = 1;
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => break None,
+            Err(status) => break Some(status),
+        }
+    };
+    assert!(
+        ended.is_some() && n < PROFILES + PERSONAS.len(),
+        "the aged connection's stream ran to its end ({n} records)"
+    );
+    assert!(metric(&h, "discreet_connections_aged_out_total").await >= 2);
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    h.shutdown().await;
+}
+
 /// A Kubernetes TLS Secret as the kubelet mounts it: `tls.crt` and `tls.key` are links
 /// through `..data` to a versioned directory, and an update swaps `..data` in one rename.
 struct MountedSecret {

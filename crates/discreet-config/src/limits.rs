@@ -66,6 +66,14 @@ pub struct Limits {
     /// between 1x and 1.25x of it. Default `5m`; `0s`: never. Accepted: 0s, or 1s to 24h.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub connection_idle_timeout: Duration,
+    /// A caller connection older than this (give or take 10%, so that connections made
+    /// together do not all go together) is asked to go (GOAWAY); its calls in flight get
+    /// up to `shutdown_grace` to finish, then it is closed. gRPC's `MaxConnectionAge`: a
+    /// caller reconnects, so it is authenticated again (its client certificate checked
+    /// against the CAs and expiry in force, with `tls.client_ca_file`) and spread again
+    /// over the gateway's replicas. Default `0s`: never. Accepted: 0s, or 10s to 720h (30 days).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub max_connection_age: Duration,
 }
 
 impl Default for Limits {
@@ -85,6 +93,7 @@ impl Default for Limits {
             worker_threads: 0,
             max_connections: 2048,
             connection_idle_timeout: Duration::from_secs(300),
+            max_connection_age: Duration::ZERO,
         }
     }
 }

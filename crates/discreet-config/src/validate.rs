@@ -404,6 +404,18 @@ fn check_limits(limits: &Limits) -> Checked {
             ),
         );
     }
+    let age = limits.max_connection_age;
+    if !age.is_zero()
+        && !(Duration::from_secs(10)..=Duration::from_secs(30 * 24 * 3600)).contains(&age)
+    {
+        return refuse(
+            &at("max_connection_age"),
+            format!(
+                "{} is out of range; expected 0s (never) or 10s to 720h",
+                show(age)
+            ),
+        );
+    }
     if limits.shutdown_grace > Duration::from_secs(3600) {
         return refuse(
             &at("shutdown_grace"),

@@ -539,3 +539,16 @@ fn static_identity_names_start_and_end_alphanumeric() {
         });
     }
 }
+
+#[test]
+fn max_connection_age_too_short_or_long() {
+    refused("limits.max_connection_age", |c| {
+        c.limits.max_connection_age = Duration::from_secs(5);
+    });
+    refused("limits.max_connection_age", |c| {
+        c.limits.max_connection_age = Duration::from_secs(31 * 24 * 3600);
+    });
+    let mut config = base();
+    config.limits.max_connection_age = Duration::from_secs(1800);
+    config.validate().unwrap();
+}

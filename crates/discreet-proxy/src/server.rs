@@ -44,6 +44,8 @@ pub(crate) fn start_workers(
             draining: watch::channel(false).0,
             lingering: Lingering::default(),
             idle_timeout: limits.connection_idle_timeout,
+            max_age: limits.max_connection_age,
+            grace: limits.shutdown_grace,
         }
     })
 }
@@ -115,6 +117,10 @@ struct Http2Connections {
     lingering: Lingering,
     /// `limits.connection_idle_timeout`.
     idle_timeout: Duration,
+    /// `limits.max_connection_age` (zero: never).
+    max_age: Duration,
+    /// `limits.shutdown_grace`: how long an aged connection's calls may take to finish.
+    grace: Duration,
 }
 
 impl ConnectionHandler for Http2Connections {
@@ -145,6 +151,9 @@ impl ConnectionHandler for Http2Connections {
             draining: self.draining.subscribe(),
             idle: calls.idle_for(self.idle_timeout),
             idle_closed: self.core.metrics.connections_idle_closed.clone(),
+            max_age: jittered(self.max_age),
+            grace: self.grace,
+            aged_out: self.core.metrics.connections_aged_out.clone(),
         };
         async move {
             let result = match tls {
@@ -190,12 +199,31 @@ impl ConnectionHandler for Http2Connections {
     }
 }
 
+/// `age` give or take 10%, chosen per connection, so that connections made together (a
+/// caller's pool, every caller after a rollout) do not all go, and come back, together.
+/// `None` for zero (never).
+fn jittered(age: Duration) -> Option<Duration> {
+    use rand_core::{OsRng, RngCore};
+    if age.is_zero() {
+        return None;
+    }
+    // 0.9 to 1.1 of `age`, in thousandths.
+    let thousandths = 900 + OsRng.next_u32() % 201;
+    Some(age / 1000 * thousandths)
+}
+
 /// What ends a connection gracefully (GOAWAY, its calls finish, close): the thread
-/// draining, or no call for `limits.connection_idle_timeout`.
+/// draining, no call for `limits.connection_idle_timeout`, or the connection reaching
+/// `limits.max_connection_age`.
 struct Closing<F> {
     draining: watch::Receiver<bool>,
     idle: F,
     idle_closed: prometheus_client::metrics::counter::Counter,
+    /// This connection's `limits.max_connection_age`, jittered.
+    max_age: Option<Duration>,
+    /// How long its calls may take to finish once it is asked to go for its age.
+    grace: Duration,
+    aged_out: prometheus_client::metrics::counter::Counter,
 }
 
 impl<F: Future<Output = ()>> Closing<F> {
@@ -214,16 +242,42 @@ impl<F: Future<Output = ()>> Closing<F> {
     {
         tokio::pin!(connection);
         let idle = self.idle;
-        tokio::select! {
+        let aged = async {
+            match self.max_age {
+                Some(age) => tokio::time::sleep(age).await,
+                None => std::future::pending().await,
+            }
+        };
+        let aged_out = tokio::select! {
             result = connection.as_mut() => return result,
-            // `Err`: the sender is gone, the thread is ending: close all the same.
-            _ = self.draining.wait_for(|draining| *draining) => {}
+            // `Err`: the sender is gone, the thread is ending: close all the same (the
+            // drain bounds how long that takes).
+            _ = self.draining.wait_for(|draining| *draining) => false,
             () = idle => {
                 self.idle_closed.inc();
                 tracing::debug!("closing a connection idle for limits.connection_idle_timeout");
+                false
+            }
+            () = aged => {
+                self.aged_out.inc();
+                tracing::debug!("closing a connection older than limits.max_connection_age");
+                true
+            }
+        };
+        connection.as_mut().graceful_shutdown();
+        if !aged_out {
+            return connection.await;
+        }
+        // A stream may run for hours: past the grace its calls are cut (the caller sees
+        // them end and retries on its new connection).
+        match tokio::time::timeout(self.grace, connection).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::debug!(
+                    "calls still open after limits.shutdown_grace; closing the aged connection"
+                );
+                Ok(())
             }
         }
-        connection.as_mut().graceful_shutdown();
-        connection.await
     }
 }

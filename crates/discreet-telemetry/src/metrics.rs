@@ -110,6 +110,8 @@ pub struct GatewayMetrics {
     pub connections_refused: Counter,
     /// Caller connections closed after `limits.connection_idle_timeout` with no call open.
     pub connections_idle_closed: Counter,
+    /// Caller connections asked to go (GOAWAY) at `limits.max_connection_age`.
+    pub connections_aged_out: Counter,
     pub audit_queue_depth: Gauge,
     /// Bytes of encoded spans queued or being exported (bounded by `audit.queue_bytes`).
     pub audit_queue_bytes: Gauge,
@@ -214,6 +216,12 @@ impl GatewayMetrics {
             "Caller connections closed with no call open for limits.connection_idle_timeout",
             connections_idle_closed.clone(),
         );
+        let connections_aged_out = Counter::default();
+        registry.register(
+            "connections_aged_out",
+            "Caller connections asked to go (GOAWAY) at limits.max_connection_age",
+            connections_aged_out.clone(),
+        );
         let audit_queue_depth = Gauge::default();
         registry.register(
             "audit_queue_depth",
@@ -298,6 +306,7 @@ impl GatewayMetrics {
             connections_open,
             connections_refused,
             connections_idle_closed,
+            connections_aged_out,
             audit_queue_depth,
             audit_queue_bytes,
             audit,
