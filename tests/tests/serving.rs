@@ -420,7 +420,16 @@ async fn connections_older_than_the_max_age_are_asked_to_go() {
     // A long stream, not read (its window full) past the age and the grace: cut. Read
     // afterwards, it yields what had reached the client, then the error, not all records.
     let mut stream = slow_stream(&h).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Its connection is the second to age out; then the grace (1 s), and a margin.
+    let aged_by = Instant::now() + Duration::from_secs(10);
+    while metric(&h, "discreet_connections_aged_out_total").await < 2 {
+        assert!(
+            Instant::now() < aged_by,
+            "the stream's connection did not age out"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut n = 1;
     let ended = loop {
         match stream.message().await {
@@ -712,5 +721,23 @@ async fn an_updated_client_ca_bundle_applies_without_a_restart() {
             .await
             .unwrap_or_else(|e| panic!("{client}: {e}"));
     }
+
+    // A CA removed from the bundle is no longer trusted by new connections.
+    replace(&read("client-ca-cert.pem"));
+    let removed_by = Instant::now() + Duration::from_secs(10);
+    while call_with_client_certificate(&h, Some("client-rogue"))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < removed_by,
+            "the removed CA is still trusted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    call_with_client_certificate(&h, Some("client-recommender"))
+        .await
+        .unwrap();
+    assert_eq!(metric(&h, &reloads("applied")).await, 2);
     h.shutdown().await;
 }

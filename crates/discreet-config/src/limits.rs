@@ -71,7 +71,8 @@ pub struct Limits {
     /// up to `shutdown_grace` to finish, then it is closed. gRPC's `MaxConnectionAge`: a
     /// caller reconnects, so it is authenticated again (its client certificate checked
     /// against the CAs and expiry in force, with `tls.client_ca_file`) and spread again
-    /// over the gateway's replicas. Default `0s`: never. Accepted: 0s, or 10s to 720h (30 days).
+    /// over the gateway's replicas. Default `0s`: never. Accepted: 0s, or 10s to 720h (30 days),
+    /// with `shutdown_grace` of at least 1s.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub max_connection_age: Duration,
 }

@@ -416,6 +416,12 @@ fn check_limits(limits: &Limits) -> Checked {
             ),
         );
     }
+    if !age.is_zero() && limits.shutdown_grace < Duration::from_secs(1) {
+        return refuse(
+            &at("max_connection_age"),
+            "needs limits.shutdown_grace of at least 1s: an aged connection's calls get that long to finish, and with 0s every call open on it would be cut at once",
+        );
+    }
     if limits.shutdown_grace > Duration::from_secs(3600) {
         return refuse(
             &at("shutdown_grace"),

@@ -548,6 +548,10 @@ fn max_connection_age_too_short_or_long() {
     refused("limits.max_connection_age", |c| {
         c.limits.max_connection_age = Duration::from_secs(31 * 24 * 3600);
     });
+    refused("limits.max_connection_age", |c| {
+        c.limits.max_connection_age = Duration::from_secs(1800);
+        c.limits.shutdown_grace = Duration::ZERO;
+    });
     let mut config = base();
     config.limits.max_connection_age = Duration::from_secs(1800);
     config.validate().unwrap();

@@ -1,6 +1,6 @@
 //! Noticing that a file the gateway serves from has changed: the policy, the shadow
-//! policy, the TLS certificate and key. One watch loop for all of them, so they agree on
-//! when a change is seen.
+//! policy, the TLS certificate and key, the client CA bundle. One watch loop for all of
+//! them, so they agree on when a change is seen.
 //!
 //! File-system events wake the loop at once, and a poll catches what events miss
 //! (network file systems, and the symlink swap Kubernetes uses to update a mounted

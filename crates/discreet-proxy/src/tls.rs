@@ -9,10 +9,7 @@
 //! key not the certificate's, a half-written file, an empty bundle) are refused and the
 //! last good ones keep serving (`watched_files.rs`): a bad renewal never takes TLS down.
 //! Connections already open keep what they were made with, as in any TLS server.
-use std::{
-    path::PathBuf,
-    sync::{Arc, RwLock},
-};
+use std::{path::PathBuf, sync::Arc};
 
 use discreet_config::TlsConfig;
 use discreet_telemetry::metrics::{GatewayMetrics, ResultLabels};
@@ -95,15 +92,25 @@ impl ResolvesServerCert for ServingCertificate {
     }
 }
 
-/// The caller-facing TLS: the serving certificate, the client CAs if mutual TLS is on,
-/// and the acceptor built from both (rebuilt when the CAs change; the certificate is
-/// looked up at each handshake and needs no rebuild).
+/// The caller-facing TLS: the serving certificate, and the handshake configuration built
+/// with it; with mutual TLS that configuration is rebuilt from the client CA bundle when
+/// the bundle changes (the certificate is looked up at each handshake and needs no
+/// rebuild).
 #[derive(Debug)]
 pub(crate) struct TlsServer {
     certificate: Arc<ServingCertificate>,
-    client_cas: Option<WatchedFiles<Arc<dyn ClientCertVerifier>>>,
-    /// What each new connection's handshake runs with.
-    config: RwLock<Arc<rustls::ServerConfig>>,
+    config: HandshakeConfig,
+}
+
+/// What each new connection's handshake runs with.
+#[derive(Debug)]
+enum HandshakeConfig {
+    /// Server authentication only: built once.
+    Fixed(Arc<rustls::ServerConfig>),
+    /// Mutual TLS: built from the client CA bundle (`tls.client_ca_file`), whose file is
+    /// watched. The configuration, not just the CAs, is the watched value, so a bundle
+    /// counts as loaded only once new handshakes use it.
+    ClientCertificates(WatchedFiles<rustls::ServerConfig>),
 }
 
 impl TlsServer {
@@ -113,31 +120,26 @@ impl TlsServer {
             &config.cert_file,
             &config.key_file,
         )?);
-        let client_cas = match &config.client_ca_file {
+        let handshake = match &config.client_ca_file {
+            None => HandshakeConfig::Fixed(Arc::new(server_config(&certificate, None)?)),
             Some(file) => {
-                let provider = Arc::clone(&certificate.provider);
-                Some(WatchedFiles::load(vec![file.clone()], |c| {
-                    client_verifier(file, c, &provider)
+                HandshakeConfig::ClientCertificates(WatchedFiles::load(vec![file.clone()], |c| {
+                    mutual_tls_config(&certificate, file, c)
                 })?)
             }
-            None => None,
         };
-        let verifier = client_cas.as_ref().map(|cas| (*cas.current()).clone());
-        let config = RwLock::new(server_config(&certificate, verifier)?);
         Ok(Arc::new(TlsServer {
             certificate,
-            client_cas,
-            config,
+            config: handshake,
         }))
     }
 
     /// The acceptor for a new connection.
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        let config = match self.config.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        };
-        TlsAcceptor::from(config)
+        TlsAcceptor::from(match &self.config {
+            HandshakeConfig::Fixed(config) => Arc::clone(config),
+            HandshakeConfig::ClientCertificates(watched) => watched.current(),
+        })
     }
 
     /// Reloads the files whenever they change, until the returned task is aborted; counts
@@ -150,8 +152,8 @@ impl TlsServer {
         metrics
             .set_tls_certificate_expiry(self.certificate.cert_file(), self.certificate.not_after());
         let mut files: Vec<PathBuf> = self.certificate.pair.files().to_vec();
-        if let Some(cas) = &self.client_cas {
-            files.extend_from_slice(cas.files());
+        if let HandshakeConfig::ClientCertificates(watched) = &self.config {
+            files.extend_from_slice(watched.files());
         }
         let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
         crate::file_watch::watch_files(&paths, poll, move || {
@@ -183,30 +185,18 @@ impl TlsServer {
     }
 
     fn reload_client_cas(&self, metrics: &GatewayMetrics) {
-        let Some(cas) = &self.client_cas else {
+        let HandshakeConfig::ClientCertificates(watched) = &self.config else {
             return;
         };
-        let file = &cas.files()[0];
-        match cas.reload(|c| client_verifier(file, c, &self.certificate.provider)) {
+        let file = &watched.files()[0];
+        match watched.reload(|c| mutual_tls_config(&self.certificate, file, c)) {
             FileReload::Unchanged => {}
-            FileReload::Loaded(verifier) => {
-                match server_config(&self.certificate, Some((*verifier).clone())) {
-                    Ok(next) => {
-                        match self.config.write() {
-                            Ok(mut guard) => *guard = next,
-                            Err(poisoned) => *poisoned.into_inner() = next,
-                        }
-                        count(metrics, "applied");
-                        tracing::info!(
-                            tls.client_ca_file = %file.display(),
-                            "client CAs reloaded; new connections are verified against them"
-                        );
-                    }
-                    Err(message) => {
-                        count(metrics, "rejected");
-                        tracing::error!("client CAs rejected, keeping those in force: {message}");
-                    }
-                }
+            FileReload::Loaded(_) => {
+                count(metrics, "applied");
+                tracing::info!(
+                    tls.client_ca_file = %file.display(),
+                    "client CAs reloaded; new connections are verified against them"
+                );
             }
             FileReload::Rejected(message) => {
                 count(metrics, "rejected");
@@ -214,6 +204,16 @@ impl TlsServer {
             }
         }
     }
+}
+
+/// Mutual TLS with the client CAs in `contents` (the bytes of `file`).
+fn mutual_tls_config(
+    certificate: &Arc<ServingCertificate>,
+    file: &std::path::Path,
+    contents: &[Vec<u8>],
+) -> Result<rustls::ServerConfig, String> {
+    let verifier = client_verifier(file, contents, &certificate.provider)?;
+    server_config(certificate, Some(verifier))
 }
 
 fn count(metrics: &GatewayMetrics, result: &'static str) {
@@ -229,10 +229,11 @@ fn count(metrics: &GatewayMetrics, result: &'static str) {
 fn server_config(
     certificate: &Arc<ServingCertificate>,
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<rustls::ServerConfig, String> {
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&certificate.provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
+    let mutual = client_verifier.is_some();
     let builder = match client_verifier {
         None => builder.with_no_client_auth(),
         Some(verifier) => builder.with_client_cert_verifier(verifier),
@@ -240,7 +241,16 @@ fn server_config(
     let mut config =
         builder.with_cert_resolver(Arc::clone(certificate) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    if mutual {
+        // No session resumption: a resumed handshake carries the client certificate of
+        // the session it resumes without verifying it again, so a caller (or whoever
+        // holds its resumption secret) could keep an identity past its certificate's
+        // expiry or its CA's removal, without the private key. Every connection of a
+        // mutual-TLS caller does a full handshake.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
+    Ok(config)
 }
 
 /// Verifies client certificates against the CAs in `file`'s `contents` (PEM); a client
@@ -481,5 +491,33 @@ mod tests {
         dir.write(&fixture("renewed-cert.pem"), &fixture("tls-key.pem"));
         let e = ServingCertificate::load(&dir.cert(), &dir.key()).unwrap_err();
         assert!(e.contains("tls.crt") && e.contains("tls.key"), "{e}");
+    }
+
+    #[test]
+    fn mutual_tls_never_resumes_a_session() {
+        let dir = SecretDir::new("resume");
+        let certificate = Arc::new(ServingCertificate::load(&dir.cert(), &dir.key()).unwrap());
+        let ca =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/client-ca-cert.pem");
+        let mutual = mutual_tls_config(&certificate, &ca, &[std::fs::read(&ca).unwrap()]).unwrap();
+        // A resumed session would carry a client certificate without verifying it again.
+        assert_eq!(mutual.send_tls13_tickets, 0);
+        assert!(!mutual.session_storage.can_cache());
+        assert!(!mutual.ticketer.enabled());
+        // Server authentication alone keeps rustls' resumption.
+        let plain = server_config(&certificate, None).unwrap();
+        assert!(plain.send_tls13_tickets > 0 && plain.session_storage.can_cache());
+    }
+
+    #[test]
+    fn a_bundle_without_a_ca_is_refused() {
+        let dir = SecretDir::new("bundle");
+        let certificate = Arc::new(ServingCertificate::load(&dir.cert(), &dir.key()).unwrap());
+        let e = mutual_tls_config(&certificate, Path::new("ca.crt"), &[b"no CA here".to_vec()])
+            .unwrap_err();
+        assert!(
+            e.contains("tls.client_ca_file ca.crt") && e.contains("found none"),
+            "{e}"
+        );
     }
 }

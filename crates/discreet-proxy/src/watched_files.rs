@@ -64,18 +64,23 @@ impl<T> WatchedFiles<T> {
 
     /// Re-reads the files; serves what they hold if it changed and `parse` accepts it.
     pub(crate) fn reload(&self, parse: impl Fn(&[Vec<u8>]) -> Result<T, String>) -> FileReload<T> {
+        let first = self.attempt(&parse);
+        // Several files are read one after the other: a refusal may come from reading one
+        // before and one after a replacement (or between two files written in turn).
+        // If they changed meanwhile, judge the new state instead; a state that stays
+        // broken is refused as before.
+        match first {
+            FileReload::Rejected(_) if self.last_rejected_state() != self.state_now() => {
+                self.attempt(&parse)
+            }
+            other => other,
+        }
+    }
+
+    fn attempt(&self, parse: &impl Fn(&[Vec<u8>]) -> Result<T, String>) -> FileReload<T> {
         // Unreadable (mid-replacement a file can briefly vanish; deleted, it stays gone)
         // is a state too, identified by its message, and reported once.
-        let (contents, state) = match read_all(&self.files) {
-            Ok(contents) => {
-                let state = digest(&contents);
-                (Ok(contents), state)
-            }
-            Err(message) => {
-                let state = digest(&[message.clone().into_bytes()]);
-                (Err(message), state)
-            }
-        };
+        let (contents, state) = self.read();
         if Some(state) == self.current_digest() {
             self.set_last_rejected(None);
             return FileReload::Unchanged;
@@ -103,7 +108,32 @@ impl<T> WatchedFiles<T> {
     }
 
     fn current_digest(&self) -> Option<[u8; 32]> {
-        self.current.read().ok().map(|guard| guard.1)
+        Some(match self.current.read() {
+            Ok(guard) => guard.1,
+            Err(poisoned) => poisoned.into_inner().1,
+        })
+    }
+
+    fn last_rejected_state(&self) -> Option<[u8; 32]> {
+        self.last_rejected.read().ok().and_then(|last| *last)
+    }
+
+    fn state_now(&self) -> Option<[u8; 32]> {
+        Some(self.read().1)
+    }
+
+    /// The files' contents now, or why they cannot be read, and that state's digest.
+    fn read(&self) -> (Result<Vec<Vec<u8>>, String>, [u8; 32]) {
+        match read_all(&self.files) {
+            Ok(contents) => {
+                let state = digest(&contents);
+                (Ok(contents), state)
+            }
+            Err(message) => {
+                let state = digest(&[message.clone().into_bytes()]);
+                (Err(message), state)
+            }
+        }
     }
 
     fn set_last_rejected(&self, state: Option<[u8; 32]>) {
