@@ -741,3 +741,50 @@ async fn an_updated_client_ca_bundle_applies_without_a_restart() {
     assert_eq!(metric(&h, &reloads("applied")).await, 2);
     h.shutdown().await;
 }
+
+/// `limits.max_calls_per_caller`: a caller at its share is refused `RESOURCE_EXHAUSTED`
+/// while another caller is served, and gets its place back when one of its calls ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_at_its_share_is_refused_while_others_are_served() {
+    let h = Harness::start_with(|c| {
+        c.upstream = discreet_config::Upstream::Embedded { profiles: PROFILES };
+        c.limits.max_calls_per_caller = 2;
+    })
+    .await
+    .unwrap();
+    // analytics/warehouse holds two long streams, unread.
+    let first = slow_stream(&h).await;
+    let second = slow_stream(&h).await;
+    let third = slow_client(&h)
+        .await
+        .stream_profiles(stream_request(&h))
+        .await;
+    let Err(refused) = third else {
+        panic!("a third call of the same caller was served");
+    };
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_calls_per_caller"),
+        "{refused:?}"
+    );
+    // Another caller is not affected.
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    // One stream ends (the client goes away): its caller's place comes back.
+    drop(first);
+    let back_by = Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = slow_client(&h)
+            .await
+            .stream_profiles(stream_request(&h))
+            .await;
+        match again {
+            Ok(_) => break,
+            Err(s) if s.code() == Code::ResourceExhausted && Instant::now() < back_by => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => panic!("the place did not come back: {s:?}"),
+        }
+    }
+    drop(second);
+    h.shutdown().await;
+}

@@ -75,6 +75,13 @@ pub struct Limits {
     /// with `shutdown_grace` of at least 1s.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub max_connection_age: Duration,
+    /// Calls of one caller (`namespace/serviceaccount`) in flight at once; one more is
+    /// refused `RESOURCE_EXHAUSTED` while other callers keep their places. Without it one
+    /// caller that floods can take all of `max_concurrent_calls`. Checked once the caller
+    /// is identified, so it bounds authenticated callers (the admission limit, checked
+    /// before, bounds everyone). Default 0: no per-caller limit. Accepted: 0, or 1 to
+    /// `max_concurrent_calls`.
+    pub max_calls_per_caller: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +102,7 @@ impl Default for Limits {
             max_connections: 2048,
             connection_idle_timeout: Duration::from_secs(300),
             max_connection_age: Duration::ZERO,
+            max_calls_per_caller: 0,
         }
     }
 }

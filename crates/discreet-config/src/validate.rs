@@ -404,6 +404,15 @@ fn check_limits(limits: &Limits) -> Checked {
             ),
         );
     }
+    if limits.max_calls_per_caller > limits.max_concurrent_calls {
+        return refuse(
+            &at("max_calls_per_caller"),
+            format!(
+                "{} is out of range; expected 0 (no per-caller limit) or 1 to limits.max_concurrent_calls ({})",
+                limits.max_calls_per_caller, limits.max_concurrent_calls
+            ),
+        );
+    }
     let age = limits.max_connection_age;
     if !age.is_zero()
         && !(Duration::from_secs(10)..=Duration::from_secs(30 * 24 * 3600)).contains(&age)

@@ -556,3 +556,13 @@ fn max_connection_age_too_short_or_long() {
     config.limits.max_connection_age = Duration::from_secs(1800);
     config.validate().unwrap();
 }
+
+#[test]
+fn max_calls_per_caller_at_most_the_concurrency_limit() {
+    refused("limits.max_calls_per_caller", |c| {
+        c.limits.max_calls_per_caller = c.limits.max_concurrent_calls + 1;
+    });
+    let mut config = base();
+    config.limits.max_calls_per_caller = config.limits.max_concurrent_calls;
+    config.validate().unwrap();
+}

@@ -69,6 +69,8 @@ pub(crate) struct AdmissionPermit {
     /// When a unary call completed normally (the store's trailers arrived): only those
     /// measure load, and only up to then (how fast the caller reads is not our load).
     completed_at: Option<Instant>,
+    /// The call's place in its caller's share (`caller_share.rs`), held as long as this.
+    caller_share: std::sync::OnceLock<crate::caller_share::CallerShare>,
 }
 
 /// While alive, the call is waiting on its caller and does not count as at work.
@@ -169,6 +171,7 @@ impl Admission {
             at_work: AtomicBool::new(true),
             caller_wait_us: AtomicU64::new(0),
             completed_at: None,
+            caller_share: std::sync::OnceLock::new(),
         })
     }
 
@@ -210,6 +213,12 @@ impl AdmissionPermit {
     /// sample.
     pub(crate) fn completed(&mut self) {
         self.completed_at = Some(Instant::now());
+    }
+
+    /// Holds `share` for as long as this permit (a second share is dropped at once: a
+    /// call takes one place in its caller's share).
+    pub(crate) fn hold_caller_share(&self, share: crate::caller_share::CallerShare) {
+        let _ = self.caller_share.set(share);
     }
 
     /// The call waits on its caller (the request body) until the guard is dropped.

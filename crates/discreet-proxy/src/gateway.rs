@@ -186,6 +186,9 @@ impl Gateway {
             upstream,
             limits: config.limits.clone(),
             admission: admission(&config.limits, &metrics),
+            caller_shares: crate::caller_share::CallerShares::new(
+                config.limits.max_calls_per_caller,
+            ),
             request_buffer: Arc::new(Semaphore::new(
                 crate::service::REQUEST_BUFFER_BUDGET
                     .max(config.limits.max_message_bytes.saturating_add(16)),

@@ -24,6 +24,7 @@ mod admission;
 mod batch;
 mod body;
 mod caller;
+mod caller_share;
 mod enforce;
 mod file_watch;
 mod frame;

@@ -71,6 +71,8 @@ pub(crate) struct Core {
     pub(crate) upstream: UpstreamClient,
     pub(crate) limits: Limits,
     pub(crate) admission: Arc<Admission>,
+    /// `limits.max_calls_per_caller`, when set.
+    pub(crate) caller_shares: Option<Arc<crate::caller_share::CallerShares>>,
     /// Bytes of request bodies being received, across calls (see [`REQUEST_BUFFER_BUDGET`]).
     pub(crate) request_buffer: Arc<Semaphore>,
     pub(crate) clock: Clock,
@@ -201,6 +203,10 @@ impl Core {
             let access = access_slot.as_mut().ok_or(CallError::Cancelled)?;
             let caller = self.callers.identify(&parts).await?;
             access.caller(&caller);
+            if let Some(shares) = &self.caller_shares {
+                let share = shares.take(&caller).ok_or(CallError::CallerOverShare)?;
+                permit.hold_caller_share(share);
+            }
             let purpose = metadata::purpose(&parts.headers).map_err(CallError::Purpose)?;
             let active = self.policy.current();
             access.purpose(purpose, active.policy.purposes.contains_key(purpose));

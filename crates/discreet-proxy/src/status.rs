@@ -17,6 +17,10 @@ use crate::frame::FrameError;
 pub(crate) enum CallError {
     #[error("the gateway is at its concurrency limit; retry with backoff")]
     Overloaded,
+    #[error(
+        "this caller has limits.max_calls_per_caller calls in flight already; retry with backoff"
+    )]
+    CallerOverShare,
     #[error("method {0} is not served by this gateway")]
     UnknownMethod(String),
     #[error("caller not authenticated: {0}")]
@@ -80,7 +84,9 @@ impl CallError {
     pub(crate) fn code(&self) -> Code {
         use CallError::*;
         match self {
-            Overloaded | TooManyTokens(_) | TooManySubjects(_) => Code::ResourceExhausted,
+            Overloaded | CallerOverShare | TooManyTokens(_) | TooManySubjects(_) => {
+                Code::ResourceExhausted
+            }
             UpstreamUnavailable | UpstreamStalled | AuditUnavailable => Code::Unavailable,
             Cancelled => Code::Cancelled,
             UnknownMethod(_) | RequestCardinality => Code::Unimplemented,
@@ -109,7 +115,7 @@ impl CallError {
         use CallError::*;
         use discreet_telemetry::attr::reason as r;
         match self {
-            Overloaded => r::OVERLOADED,
+            Overloaded | CallerOverShare => r::OVERLOADED,
             AuditUnavailable => r::AUDIT_UNAVAILABLE,
             UnknownMethod(_) => r::UNKNOWN_METHOD,
             Caller(e) | Consent(e) if consent_code(e) == Code::Unavailable => {
