@@ -740,3 +740,106 @@ async fn a_stream_stops_when_its_events_cannot_be_audited() {
     );
     h.shutdown().await;
 }
+
+/// An `https://` collector that requires client certificates: the gateway verifies it
+/// against `audit.tls.ca_file` and presents its client certificate. A CA bundle that
+/// does not cover the collector's certificate lets nothing through (the span waits in the
+/// queue); the right bundle put in its place, as trust-manager updates a mounted bundle,
+/// applies to the next connection without a restart, and the waiting span arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_and_a_replaced_ca_bundle_applies_without_a_restart() {
+    use discreet_telemetry::receiver::{OtlpReceiver, tls_server_config};
+    let read = |name: &str| std::fs::read(common::fixture(name)).unwrap();
+    let collector = OtlpReceiver::start_tls(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tls_server_config(
+            &read("tls-cert.pem"),
+            &read("tls-key.pem"),
+            Some(&read("client-ca-cert.pem")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let dir = discreet_testkit::TempDir::new("collector-ca").unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    // Another throwaway CA: the collector's certificate does not chain to it.
+    std::fs::write(&ca_file, read("renewed-ca-cert.pem")).unwrap();
+    let h = Harness::start_with(|c| {
+        c.audit.endpoint = collector.endpoint();
+        c.audit.tls = Some(discreet_config::CollectorTlsConfig {
+            ca_file: Some(ca_file.clone()),
+            server_name: None,
+            cert_file: Some(common::fixture("client-recommender-cert.pem")),
+            key_file: Some(common::fixture("client-recommender-key.pem")),
+        });
+    })
+    .await
+    .unwrap();
+    let body = http_get(h.metrics_addr().unwrap(), "/metrics").await;
+    let expiry = body
+        .lines()
+        .find(|l| {
+            l.starts_with("discreet_tls_certificate_expiration_timestamp_seconds{")
+                && l.contains("client-recommender-cert.pem")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        expiry.is_some_and(|t| t > 4e9),
+        "the client certificate's expiry (2125) is not reported: {body}"
+    );
+
+    // Strict mode serves while the queue has room; the span cannot leave.
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    for _ in 0..200 {
+        if metric(&h, "discreet_audit_export_failures_total").await >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(metric(&h, "discreet_audit_export_failures_total").await >= 2);
+    assert!(
+        collector.spans().is_empty(),
+        "a span reached an untrusted collector"
+    );
+
+    // The right bundle replaces the file atomically (a rename, as the kubelet swaps a
+    // mounted ConfigMap).
+    let staged = dir.path().join("ca.pem.new");
+    std::fs::write(&staged, read("ca-cert.pem")).unwrap();
+    std::fs::rename(&staged, &ca_file).unwrap();
+    let mut arrived = false;
+    // The exporter backs off up to 5 s between attempts.
+    for _ in 0..600 {
+        if !collector.spans().is_empty() {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        arrived,
+        "the queued span did not arrive after the CA bundle was replaced"
+    );
+    let span = &collector.spans()[0];
+    assert_eq!(span.name, attr::ACCESS_SPAN);
+    assert_eq!(attr_of(span, attr::PURPOSE), ["personalize"]);
+    assert!(
+        metric(
+            &h,
+            "discreet_tls_certificate_reloads_total{result=\"applied\"}"
+        )
+        .await
+            >= 1
+    );
+    // And new calls' spans follow over the new connection.
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    for _ in 0..400 {
+        if collector.spans().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(collector.spans().len(), 2);
+    h.shutdown().await;
+}

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_refused, caller_for, get, metric};
+use common::{assert_refused, caller_for, fixture, get, metric};
 use discreet_proto::profile::v1::{
     StreamProfilesRequest, profile_service_client::ProfileServiceClient,
 };
@@ -157,12 +157,6 @@ async fn shutdown_drains_calls_in_flight() {
 }
 
 /// A file of `tests/fixtures` (README.md there says what each is).
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
-
 /// Serving TLS with the fixture server certificate and, for mutual TLS, `client_ca`.
 fn fixture_tls(client_ca: Option<&str>) -> Option<discreet_config::TlsConfig> {
     Some(discreet_config::TlsConfig {

@@ -13,11 +13,16 @@ use crate::ConfigError;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// The OpenTelemetry Collector's OTLP/gRPC endpoint, `http://host:port` (usually
-    /// `http://127.0.0.1:4317` for a collector agent on the node or in the pod). Cleartext
-    /// only: `https://` is refused (no TLS in the exporter; a mesh may add it).
+    /// The OpenTelemetry Collector's OTLP/gRPC endpoint: `http://host:port` for a
+    /// collector agent on the node or in the pod (usually `http://127.0.0.1:4317`), or
+    /// `https://host:port` for one reached over the network, verified as `tls` says.
     /// Required: a gateway without an audit trail is not a privacy gateway.
     pub endpoint: String,
+    /// TLS to an `https://` collector: which CAs to trust, the name to verify and a
+    /// client certificate for a collector that asks for one. Only with `https://`.
+    /// Default: the Mozilla roots and the endpoint's host name, no client certificate.
+    #[serde(default)]
+    pub tls: Option<CollectorTlsConfig>,
     /// `strict` (default): a call whose access span cannot be queued for export is refused
     /// `UNAVAILABLE`, so nothing is served unaudited. `relaxed`: the call is served and the
     /// lost span counted (`discreet_audit_spans_dropped_total`).
@@ -84,6 +89,54 @@ pub struct AuditConfig {
     pub service_name: String,
 }
 
+/// See [`AuditConfig::tls`]. The files are watched: a renewed client certificate or CA
+/// bundle applies to the next connection to the collector, and a file that does not load
+/// leaves the last good ones in use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorTlsConfig {
+    /// CA certificates (PEM) that issue the collector's certificate, usually the
+    /// cluster's private CA. Default none: the Mozilla roots (webpki-roots), as for a
+    /// public endpoint.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The DNS name (or IP address) the collector's certificate must carry. Default: the
+    /// endpoint's host. Set it when the endpoint is an address the certificate does not
+    /// name, such as a node IP.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Client certificate chain (PEM) for a collector that requires mutual TLS. With
+    /// `key_file`; default none.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM). With `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl AuditConfig {
+    /// The host of `endpoint` (without brackets for an IPv6 address), once validated.
+    #[must_use]
+    pub fn endpoint_host(&self) -> Option<&str> {
+        let rest = self
+            .endpoint
+            .strip_prefix("https://")
+            .or_else(|| self.endpoint.strip_prefix("http://"))?;
+        let authority = rest.split('/').next()?;
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next()?,
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        (!host.is_empty()).then_some(host)
+    }
+
+    /// Whether the exporter connects over TLS.
+    #[must_use]
+    pub fn endpoint_is_tls(&self) -> bool {
+        self.endpoint.starts_with("https://")
+    }
+}
+
 /// See [`AuditConfig::mode`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,24 +183,21 @@ impl AuditConfig {
         let refuse =
             |field: &str, message: String| Err(ConfigError::invalid(&["audit", field], message));
         let endpoint = self.endpoint.as_str();
-        // The exporter speaks OTLP/gRPC over cleartext HTTP/2 only. An https endpoint would
-        // fail every export (and, in strict mode, every call) at run time; say so at load.
-        if endpoint.starts_with("https://") {
+        let rest = endpoint
+            .strip_prefix("http://")
+            .or_else(|| endpoint.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace))
+            || self.endpoint_host().is_none()
+        {
             return refuse(
                 "endpoint",
                 format!(
-                    "`{endpoint}`: TLS to the collector is not supported; use http:// to a collector on the node or in the pod, or let the service mesh encrypt the connection"
+                    "`{endpoint}` is not a collector address; expected http://host:port such as http://127.0.0.1:4317, or https://host:port"
                 ),
             );
         }
-        let rest = endpoint.strip_prefix("http://");
-        if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
-            return refuse(
-                "endpoint",
-                format!(
-                    "`{endpoint}` is not a collector address; expected http://host:port such as http://127.0.0.1:4317"
-                ),
-            );
+        if let Some(tls) = &self.tls {
+            self.check_tls(tls)?;
         }
         if self.key_file.as_os_str().is_empty() {
             return refuse("key_file", "is empty; expected a file path".into());
@@ -213,6 +263,68 @@ impl AuditConfig {
                 "shadow_policy",
                 "is empty; expected a policy file path".into(),
             );
+        }
+        Ok(())
+    }
+
+    fn check_tls(&self, tls: &CollectorTlsConfig) -> Result<(), ConfigError> {
+        let refuse = |field: &str, message: String| {
+            Err(ConfigError::invalid(&["audit", "tls", field], message))
+        };
+        // TLS settings on a cleartext endpoint would be silently unused: the operator
+        // meant the connection to be encrypted, and it would not be.
+        if !self.endpoint_is_tls() {
+            return Err(ConfigError::invalid(
+                &["audit", "tls"],
+                format!(
+                    "is set but audit.endpoint `{}` is cleartext; expected an https:// endpoint, or no tls section",
+                    self.endpoint
+                ),
+            ));
+        }
+        for (field, path) in [
+            ("ca_file", &tls.ca_file),
+            ("cert_file", &tls.cert_file),
+            ("key_file", &tls.key_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return refuse(field, "is empty; expected a file path".into());
+            }
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(_), None) => {
+                return refuse(
+                    "key_file",
+                    "is missing; cert_file needs its private key".into(),
+                );
+            }
+            (None, Some(_)) => {
+                return refuse(
+                    "cert_file",
+                    "is missing; key_file needs its certificate chain".into(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(name) = &tls.server_name {
+            let ip = name.parse::<std::net::IpAddr>().is_ok();
+            let dns = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                });
+            if !ip && !dns {
+                return refuse(
+                    "server_name",
+                    format!(
+                        "`{name}` is not a DNS name or IP address; expected the name the collector's certificate carries, such as otel-collector.observability.svc"
+                    ),
+                );
+            }
         }
         Ok(())
     }

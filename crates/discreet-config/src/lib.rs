@@ -26,7 +26,7 @@ mod secret;
 mod upstream;
 mod validate;
 
-pub use audit::{AuditConfig, AuditModeConfig, MetricsConfig};
+pub use audit::{AuditConfig, AuditModeConfig, CollectorTlsConfig, MetricsConfig};
 pub use error::ConfigError;
 pub use limits::{AdaptiveConcurrency, Limits};
 pub use model::{

@@ -72,3 +72,28 @@ fn missing_file_is_a_read_error_naming_it() {
         "{e}"
     );
 }
+
+#[test]
+fn collector_tls_paths_resolve_against_the_config_directory() {
+    let mut c = load();
+    c.audit.tls = Some(discreet_config::CollectorTlsConfig {
+        ca_file: Some("collector-ca.pem".into()),
+        server_name: None,
+        cert_file: Some("keys/client.pem".into()),
+        key_file: Some("/etc/discreet/keys/client-key.pem".into()),
+    });
+    c.resolve_paths(Path::new("/elsewhere"));
+    let tls = c.audit.tls.unwrap();
+    assert_eq!(
+        tls.ca_file.unwrap(),
+        Path::new("/elsewhere/collector-ca.pem")
+    );
+    assert_eq!(
+        tls.cert_file.unwrap(),
+        Path::new("/elsewhere/keys/client.pem")
+    );
+    assert_eq!(
+        tls.key_file.unwrap(),
+        Path::new("/etc/discreet/keys/client-key.pem")
+    );
+}

@@ -7,7 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use discreet_config::{GatewayConfig, IdentityConfig, SpiffeConfig, TlsConfig, Upstream};
+use discreet_config::{
+    CollectorTlsConfig, GatewayConfig, IdentityConfig, SpiffeConfig, TlsConfig, Upstream,
+};
 use discreet_consent::{CallerConfig, KeySourceConfig, RevocationSourceConfig, SigningAlgorithm};
 
 fn base() -> GatewayConfig {
@@ -409,10 +411,72 @@ fn audit_endpoint_without_scheme() {
 }
 
 #[test]
-fn audit_endpoint_https_is_refused_not_failed_at_run_time() {
-    refused("audit.endpoint", |c| {
-        c.audit.endpoint = "https://collector.example:4317".into()
+fn audit_endpoint_https_is_accepted_with_or_without_a_tls_section() {
+    let mut c = base();
+    c.audit.endpoint = "https://otel-collector.observability.svc:4317".into();
+    c.validate().unwrap();
+    assert_eq!(
+        c.audit.endpoint_host(),
+        Some("otel-collector.observability.svc")
+    );
+    c.audit.tls = Some(CollectorTlsConfig {
+        ca_file: Some("ca.pem".into()),
+        server_name: Some("10.0.0.7".into()),
+        cert_file: Some("client.pem".into()),
+        key_file: Some("client-key.pem".into()),
     });
+    c.validate().unwrap();
+    c.audit.endpoint = "https://[fd00::7]:4317".into();
+    c.validate().unwrap();
+    assert_eq!(c.audit.endpoint_host(), Some("fd00::7"));
+}
+
+fn collector_tls(mutate: impl FnOnce(&mut CollectorTlsConfig)) -> impl FnOnce(&mut GatewayConfig) {
+    |c| {
+        c.audit.endpoint = "https://collector.example:4317".into();
+        let mut tls = CollectorTlsConfig::default();
+        mutate(&mut tls);
+        c.audit.tls = Some(tls);
+    }
+}
+
+#[test]
+fn audit_tls_on_a_cleartext_endpoint_would_go_unused() {
+    refused("audit.tls", |c| {
+        c.audit.tls = Some(CollectorTlsConfig::default());
+    });
+}
+
+#[test]
+fn audit_tls_client_certificate_without_its_key() {
+    refused(
+        "audit.tls.key_file",
+        collector_tls(|t| t.cert_file = Some("client.pem".into())),
+    );
+    refused(
+        "audit.tls.cert_file",
+        collector_tls(|t| t.key_file = Some("client-key.pem".into())),
+    );
+}
+
+#[test]
+fn audit_tls_empty_paths() {
+    refused(
+        "audit.tls.ca_file",
+        collector_tls(|t| t.ca_file = Some(PathBuf::new())),
+    );
+}
+
+#[test]
+fn audit_tls_server_name_not_a_name() {
+    refused(
+        "audit.tls.server_name",
+        collector_tls(|t| t.server_name = Some("collector/4317".into())),
+    );
+    refused(
+        "audit.tls.server_name",
+        collector_tls(|t| t.server_name = Some("-bad.example".into())),
+    );
 }
 
 #[test]

@@ -14,9 +14,9 @@ use tonic_health::ServingStatus;
 use discreet_telemetry::SpanIds;
 
 use crate::{
-    Clock, DecisionIds, access::AuditState, caller::CallerAuth, local::LocalServices,
-    plans::PlanCache, policy_state::PolicyState, route::MethodTable, server, service::Core,
-    shadow::ShadowPolicy, tls::TlsServer, upstream::UpstreamClient,
+    Clock, DecisionIds, access::AuditState, caller::CallerAuth, collector_tls::CollectorTlsState,
+    local::LocalServices, plans::PlanCache, policy_state::PolicyState, route::MethodTable, server,
+    service::Core, shadow::ShadowPolicy, tls::TlsServer, upstream::UpstreamClient,
 };
 
 fn count_reload(metrics: &discreet_telemetry::metrics::GatewayMetrics, applied: bool) {
@@ -57,6 +57,7 @@ pub struct Gateway {
     policy_watch: Option<JoinHandle<()>>,
     shadow_watch: Option<JoinHandle<()>>,
     tls_watch: Option<JoinHandle<()>>,
+    collector_tls_watch: Option<JoinHandle<()>>,
     /// The embedded store and what stops it: only after the gateway has drained, since
     /// the calls being drained still read from it.
     embedded: Option<(JoinHandle<()>, watch::Sender<bool>)>,
@@ -97,6 +98,20 @@ impl Gateway {
         let metrics = Arc::new(discreet_telemetry::metrics::GatewayMetrics::new(
             audit_key.key_id(),
         ));
+        // An https:// collector without an `audit.tls` section is verified against the
+        // Mozilla roots under the endpoint's host name, as a browser would.
+        let collector_tls = if config.audit.endpoint_is_tls() {
+            let host = config.audit.endpoint_host().ok_or_else(|| {
+                format!(
+                    "audit.endpoint {}: expected https://host:port",
+                    config.audit.endpoint
+                )
+            })?;
+            let files = config.audit.tls.clone().unwrap_or_default();
+            Some(CollectorTlsState::load(&files, host)?)
+        } else {
+            None
+        };
         let (trail, audit_export) = discreet_telemetry::AuditTrail::start(
             &discreet_telemetry::ExportSettings {
                 endpoint: config.audit.endpoint.clone(),
@@ -115,6 +130,7 @@ impl Gateway {
                 batch_delay: config.audit.batch_delay,
                 service_name: config.audit.service_name.clone(),
                 service_instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned()),
+                tls: collector_tls.as_ref().map(CollectorTlsState::exporter_tls),
             },
             Arc::clone(&metrics.audit),
         )?;
@@ -235,6 +251,8 @@ impl Gateway {
         let tls_watch = tls
             .as_ref()
             .map(|tls| Arc::clone(tls).watch(POLICY_POLL, Arc::clone(&metrics)));
+        let collector_tls_watch =
+            collector_tls.and_then(|tls| tls.watch(POLICY_POLL, Arc::clone(&metrics)));
         let shadow_watch = shadow.map(|shadow| {
             let m = Arc::clone(&metrics);
             m.set_shadow_policy_version(&shadow.state.current().version);
@@ -276,6 +294,7 @@ impl Gateway {
             policy_watch,
             shadow_watch,
             tls_watch,
+            collector_tls_watch,
             embedded,
             metrics_addr,
             audit_export,
@@ -310,9 +329,14 @@ impl Gateway {
             .await;
         let _ = self.stop.send(true);
         let _ = self.server.await;
-        for w in [self.policy_watch, self.shadow_watch, self.tls_watch]
-            .into_iter()
-            .flatten()
+        for w in [
+            self.policy_watch,
+            self.shadow_watch,
+            self.tls_watch,
+            self.collector_tls_watch,
+        ]
+        .into_iter()
+        .flatten()
         {
             w.abort();
         }

@@ -25,10 +25,10 @@ use crate::watched_files::{FileReload, WatchedFiles};
 
 /// One certificate chain and key as loaded.
 #[derive(Debug)]
-struct LoadedPair {
-    key: Arc<CertifiedKey>,
+pub(crate) struct LoadedPair {
+    pub(crate) key: Arc<CertifiedKey>,
     /// The leaf certificate's `notAfter`, seconds since the epoch.
-    not_after: i64,
+    pub(crate) not_after: i64,
 }
 
 /// What a reload of the certificate and key did.
@@ -284,7 +284,7 @@ fn client_verifier(
 
 /// The pair in `contents` (the certificate file's bytes, then the key file's), with
 /// errors naming `files`.
-fn parse_pair(
+pub(crate) fn parse_pair(
     files: &[PathBuf],
     contents: &[Vec<u8>],
     provider: &CryptoProvider,

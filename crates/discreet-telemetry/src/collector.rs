@@ -4,11 +4,22 @@
 //! The request body passes through a bytes codec (as tonic's custom-codec example does);
 //! the response is decoded with `opentelemetry-proto`'s type, so a collector's
 //! `partial_success` is read, not ignored.
-use std::time::Duration;
+//!
+//! An `https://` collector is reached through [`TlsConnector`]: TCP, then a rustls
+//! handshake with the client configuration current at that moment, so a renewed client
+//! certificate or CA bundle applies from the next connection without a restart.
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::{Buf, BufMut};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
+use tokio::net::TcpStream;
 use tonic::{
     Status,
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
@@ -16,6 +27,25 @@ use tonic::{
 };
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// TLS to an `https://` collector.
+#[derive(Clone)]
+pub struct CollectorTls {
+    /// The name the collector's certificate must carry.
+    pub server_name: rustls_pki_types::ServerName<'static>,
+    /// The client configuration for the next connection (the files behind it may have
+    /// been renewed since the last one). It should offer ALPN `h2`: gRPC servers such as
+    /// the OpenTelemetry Collector refuse TLS connections that do not.
+    pub config: Arc<dyn Fn() -> Arc<rustls::ClientConfig> + Send + Sync>,
+}
+
+impl std::fmt::Debug for CollectorTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectorTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A connection to the collector (re-established by tonic when it drops).
 #[derive(Debug, Clone)]
@@ -32,15 +62,49 @@ pub(crate) struct Accepted {
 }
 
 impl CollectorClient {
-    /// `endpoint` is `http://host:port`. Connects on first use, so a collector that is
-    /// down at start is retried like one that goes down later.
-    pub(crate) fn new(endpoint: &str, timeout: Duration) -> Result<Self, String> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| format!("audit endpoint {endpoint}: {e}"))?
+    /// `endpoint` is `http://host:port`, or `https://host:port` with `tls`. Connects on
+    /// first use, so a collector that is down at start is retried like one that goes
+    /// down later.
+    pub(crate) fn new(
+        endpoint: &str,
+        timeout: Duration,
+        tls: Option<CollectorTls>,
+    ) -> Result<Self, String> {
+        let https = endpoint.strip_prefix("https://");
+        let invalid = |e: &dyn std::fmt::Display| format!("audit endpoint {endpoint}: {e}");
+        // tonic, when built with its own TLS (as the test crate builds it), refuses an
+        // https URI it has no TLS settings for, even behind a custom connector. So the
+        // connector gets the address as http:// and does the TLS itself; requests still
+        // name the https origin.
+        let address = match https {
+            Some(rest) => format!("http://{rest}"),
+            None => endpoint.to_owned(),
+        };
+        let mut builder = Endpoint::from_shared(address)
+            .map_err(|e| invalid(&e))?
             .timeout(timeout)
             .connect_timeout(timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        if https.is_some() {
+            builder = builder.origin(endpoint.parse().map_err(|e| invalid(&e))?);
+        }
+        let https = https.is_some();
+        let channel = match tls {
+            Some(tls) if https => builder.connect_with_connector_lazy(TlsConnector(tls)),
+            // Either would send the trail somewhere other than the operator meant: in
+            // cleartext, or to a TLS port that can never answer.
+            Some(_) => {
+                return Err(format!(
+                    "audit endpoint {endpoint}: TLS settings given for a cleartext endpoint"
+                ));
+            }
+            None if https => {
+                return Err(format!(
+                    "audit endpoint {endpoint}: an https endpoint needs TLS settings"
+                ));
+            }
+            None => builder.connect_lazy(),
+        };
         Ok(CollectorClient {
             grpc: tonic::client::Grpc::new(channel),
         })
@@ -48,10 +112,9 @@ impl CollectorClient {
 
     /// Sends one encoded `ExportTraceServiceRequest`.
     pub(crate) async fn export(&mut self, request: bytes::Bytes) -> Result<Accepted, Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| Status::unavailable(format!("collector not reachable: {e}")))?;
+        self.grpc.ready().await.map_err(|e| {
+            Status::unavailable(format!("collector not reachable: {}", error_chain(&e)))
+        })?;
         let response = self
             .grpc
             .unary(
@@ -59,7 +122,8 @@ impl CollectorClient {
                 http::uri::PathAndQuery::from_static(EXPORT_PATH),
                 ExportCodec,
             )
-            .await?
+            .await
+            .map_err(with_causes)?
             .into_inner();
         Ok(response
             .partial_success
@@ -107,5 +171,157 @@ impl Decoder for ExportCodec {
         let response = ExportTraceServiceResponse::decode(src.copy_to_bytes(src.remaining()))
             .map_err(|e| Status::internal(format!("collector response: {e}")))?;
         Ok(Some(response))
+    }
+}
+
+/// `status` with its causes in the message: a connection that failed (TLS above all)
+/// otherwise reads only "transport error".
+fn with_causes(status: Status) -> Status {
+    use std::error::Error;
+    match status.source() {
+        Some(cause) => {
+            let message = format!("{}: {}", status.message(), error_chain(cause));
+            Status::new(status.code(), message)
+        }
+        None => status,
+    }
+}
+
+/// `error` and its sources, so a failed TLS handshake says why (tonic's transport error
+/// alone reads "transport error").
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Opens a TLS connection to an `https://` collector for tonic's channel.
+#[derive(Clone)]
+struct TlsConnector(CollectorTls);
+
+type TlsConnection = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl tower_service::Service<http::Uri> for TlsConnector {
+    type Response = TlsConnection;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<TlsConnection>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let tls = self.0.clone();
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+                .ok_or_else(|| std::io::Error::other("the endpoint has no host"))?;
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            // As for a cleartext collector: export responses are small and not to wait.
+            tcp.set_nodelay(true)?;
+            let stream = tokio_rustls::TlsConnector::from((tls.config)())
+                .connect(tls.server_name.clone(), tcp)
+                .await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::path::Path;
+
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+
+    use super::*;
+    use crate::receiver::{OtlpReceiver, tls_server_config};
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    fn trusting(ca: &str) -> CollectorTls {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&fixture(ca)) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = Arc::new(config);
+        CollectorTls {
+            server_name: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            config: Arc::new(move || Arc::clone(&config)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_handshake_says_why() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config =
+            tls_server_config(&fixture("tls-cert.pem"), &fixture("tls-key.pem"), None).unwrap();
+        let receiver = OtlpReceiver::start_tls(listener, config).unwrap();
+        let mut client = CollectorClient::new(
+            &receiver.endpoint(),
+            Duration::from_secs(2),
+            Some(trusting("renewed-ca-cert.pem")),
+        )
+        .unwrap();
+        let status = client.export(bytes::Bytes::new()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains("invalid peer certificate: UnknownIssuer"),
+            "{}",
+            status.message()
+        );
+        // The same exporter trusting the right CA is answered.
+        let mut client = CollectorClient::new(
+            &receiver.endpoint(),
+            Duration::from_secs(2),
+            Some(trusting("ca-cert.pem")),
+        )
+        .unwrap();
+        client.export(bytes::Bytes::new()).await.unwrap();
+    }
+
+    #[test]
+    fn tls_settings_must_match_the_scheme() {
+        let e = CollectorClient::new(
+            "https://collector.example:4317",
+            Duration::from_secs(1),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("needs TLS settings"), "{e}");
+        let e = CollectorClient::new(
+            "http://collector.example:4317",
+            Duration::from_secs(1),
+            Some(trusting("ca-cert.pem")),
+        )
+        .unwrap_err();
+        assert!(e.contains("cleartext"), "{e}");
     }
 }

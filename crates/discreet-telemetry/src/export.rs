@@ -18,7 +18,7 @@ use std::{
 use tokio::sync::{Notify, mpsc};
 
 use crate::{
-    collector::CollectorClient,
+    collector::{CollectorClient, CollectorTls},
     metrics::AuditCounters,
     otlp::ExportPrefix,
     record::{AccessRecord, SubjectEvent},
@@ -70,6 +70,8 @@ pub struct ExportSettings {
     /// `service.name` and `service.instance.id` of the resource.
     pub service_name: String,
     pub service_instance: String,
+    /// TLS for an `https://` endpoint (and only for one).
+    pub tls: Option<CollectorTls>,
 }
 
 /// The queue's sending side, shared by all calls.
@@ -104,7 +106,11 @@ impl AuditTrail {
         settings: &ExportSettings,
         counters: Arc<AuditCounters>,
     ) -> Result<(AuditTrail, tokio::task::JoinHandle<()>), String> {
-        let client = CollectorClient::new(&settings.endpoint, settings.export_timeout)?;
+        let client = CollectorClient::new(
+            &settings.endpoint,
+            settings.export_timeout,
+            settings.tls.clone(),
+        )?;
         let prefix = ExportPrefix::new(
             &[
                 ("service.name", &settings.service_name),
@@ -532,6 +538,7 @@ mod tests {
             batch_delay: Duration::ZERO,
             service_name: "test".into(),
             service_instance: "test-1".into(),
+            tls: None,
         }
     }
 

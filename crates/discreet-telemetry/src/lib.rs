@@ -30,6 +30,8 @@ pub use record::{AccessRecord, FieldLists, ShadowOutcome, SubjectEvent, push_uni
 pub use trace_context::{SpanIds, TraceContext};
 
 #[cfg(feature = "export")]
+pub use collector::CollectorTls;
+#[cfg(feature = "export")]
 pub use export::{AuditMode, AuditSlot, AuditTrail, AuditUnavailable, ExportSettings};
 #[cfg(feature = "export")]
 pub use span::{access_span, subjects_span};

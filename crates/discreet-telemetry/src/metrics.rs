@@ -97,7 +97,8 @@ pub struct GatewayMetrics {
     pub policy_reloads: Family<ResultLabels, Counter>,
     /// Reloads of the TLS certificate and key, or client CAs, by result (applied, rejected).
     pub tls_certificate_reloads: Family<ResultLabels, Counter>,
-    /// The served certificate's `notAfter`, by certificate file; no series without TLS.
+    /// `notAfter` of each certificate the gateway presents (serving, collector client), by
+    /// file; no series without TLS.
     tls_certificate_expiry: Family<FileLabels, Gauge>,
     pub in_flight: Gauge,
     /// Calls admitted at once: `limits.max_concurrent_calls`, or the adaptive limit.
@@ -175,13 +176,13 @@ impl GatewayMetrics {
         let tls_certificate_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "tls_certificate_reloads",
-            "TLS file reloads (certificate and key, client CA bundle) by result (applied, rejected: what was in force keeps serving)",
+            "TLS file reloads (certificate and key, client CA bundle, collector CA bundle and client certificate) by result (applied, rejected: what was in force stays in use)",
             tls_certificate_reloads.clone(),
         );
         let tls_certificate_expiry = Family::<FileLabels, Gauge>::default();
         registry.register(
             "tls_certificate_expiration_timestamp_seconds",
-            "When the certificate served to new connections expires (its notAfter, Unix seconds)",
+            "When a certificate the gateway presents expires (its notAfter, Unix seconds): the one served to new connections, or the client certificate for the collector",
             tls_certificate_expiry.clone(),
         );
         let in_flight = Gauge::default();

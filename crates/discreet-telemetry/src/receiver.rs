@@ -4,7 +4,8 @@
 //! exporter, which `discreet audit` reads.
 //!
 //! It can be stopped and started again on the same address, to show what the gateway
-//! does while its collector is away.
+//! does while its collector is away, and it can serve TLS (optionally asking for client
+//! certificates), as a collector reached over the network does.
 use std::{
     io::Write,
     net::SocketAddr,
@@ -51,6 +52,7 @@ pub struct OtlpReceiver {
     received: Received,
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     max_request_bytes: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl OtlpReceiver {
@@ -65,12 +67,29 @@ impl OtlpReceiver {
         listener: TcpListener,
         max_request_bytes: usize,
     ) -> std::io::Result<Self> {
+        Self::start_inner(listener, max_request_bytes, None)
+    }
+
+    /// Starts on `listener`, serving TLS with `config` (see [`tls_server_config`]).
+    pub fn start_tls(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        Self::start_inner(listener, 4 * 1024 * 1024, Some(config))
+    }
+
+    fn start_inner(
+        listener: TcpListener,
+        max_request_bytes: usize,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let mut receiver = OtlpReceiver {
             addr,
             received: Received::default(),
             running: None,
             max_request_bytes,
+            tls,
         };
         receiver.serve(listener);
         Ok(receiver)
@@ -80,27 +99,55 @@ impl OtlpReceiver {
         let (stop_tx, stop_rx) = oneshot::channel();
         let service = TraceServiceServer::new(self.received.clone())
             .max_decoding_message_size(self.max_request_bytes);
+        let tls = self.tls.clone();
         let task = tokio::spawn(async move {
-            let serving = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(
-                    // No Nagle delay on export responses, as a collector answers.
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    async {
-                        let _ = stop_rx.await;
-                    },
-                );
-            if let Err(e) = serving.await {
+            let router = tonic::transport::Server::builder().add_service(service);
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            let serving = match tls {
+                None => {
+                    router
+                        .serve_with_incoming_shutdown(
+                            // No Nagle delay on export responses, as a collector answers.
+                            tonic::transport::server::TcpIncoming::from(listener)
+                                .with_nodelay(Some(true)),
+                            stop,
+                        )
+                        .await
+                }
+                Some(config) => {
+                    let (tx, rx) = tokio::sync::mpsc::channel(16);
+                    let accepting = tokio::spawn(accept_tls(
+                        listener,
+                        tokio_rustls::TlsAcceptor::from(config),
+                        tx,
+                    ));
+                    let served = router
+                        .serve_with_incoming_shutdown(
+                            tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx),
+                            stop,
+                        )
+                        .await;
+                    accepting.abort();
+                    served
+                }
+            };
+            if let Err(e) = serving {
                 tracing::warn!("OTLP receiver stopped: {e}");
             }
         });
         self.running = Some((stop_tx, task));
     }
 
-    /// `http://127.0.0.1:<port>`: the endpoint to configure as `audit.endpoint`.
+    /// `http://127.0.0.1:<port>` (`https://localhost:<port>` when serving TLS: the name
+    /// the test certificates carry): the endpoint to configure as `audit.endpoint`.
     #[must_use]
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            None => format!("http://{}", self.addr),
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+        }
     }
 
     #[must_use]
@@ -161,6 +208,125 @@ impl OtlpReceiver {
             file.write_all(b"\n")?;
         }
         file.flush()
+    }
+}
+
+/// A TLS server configuration from PEM: the receiver's certificate chain and key, and, if
+/// given, the CAs whose client certificates it requires (mutual TLS). ALPN offers `h2`.
+pub fn tls_server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(pem) {
+                roots
+                    .add(ca.map_err(|e| format!("client CA: {e}"))?)
+                    .map_err(|e| format!("client CA: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("client CA: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts TCP connections and hands those whose TLS handshake succeeds to the server. A
+/// failed handshake (a client that does not trust the receiver, or presents no
+/// certificate it accepts) closes that connection only.
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    connections: tokio::sync::mpsc::Sender<std::io::Result<TlsConnection>>,
+) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            match acceptor.accept(tcp).await {
+                Ok(stream) => {
+                    let _ = connections.send(Ok(TlsConnection(stream))).await;
+                }
+                Err(e) => tracing::debug!("OTLP receiver: TLS handshake failed: {e}"),
+            }
+        });
+    }
+}
+
+/// A TLS connection as tonic's server takes it (tonic implements `Connected` for TLS
+/// streams only when built with its own TLS).
+struct TlsConnection(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConnection {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
     }
 }
 

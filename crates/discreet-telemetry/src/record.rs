@@ -58,7 +58,8 @@ pub struct FieldLists {
     withheld: Vec<Arc<str>>,
     categories_released: Vec<Arc<str>>,
     categories_withheld: Vec<Arc<str>>,
-    /// The five as encoded span attributes, made on first use.
+    /// The five as encoded span attributes, made on first use (by the exporter).
+    #[cfg_attr(not(feature = "export"), allow(dead_code))]
     encoded: OnceLock<Vec<u8>>,
 }
 
@@ -120,6 +121,7 @@ impl FieldLists {
     }
 
     /// The non-empty lists as encoded `Span.attributes`, encoded on the first call.
+    #[cfg(feature = "export")]
     pub(crate) fn encoded(&self, encode: impl FnOnce(&FieldLists) -> Vec<u8>) -> &[u8] {
         self.encoded.get_or_init(|| encode(self))
     }

@@ -20,6 +20,7 @@ fn settings(endpoint: String, mode: AuditMode, queue: usize) -> ExportSettings {
         batch_delay: Duration::from_millis(5),
         service_name: "discreet".into(),
         service_instance: "test".into(),
+        tls: None,
     }
 }
 

@@ -13,6 +13,13 @@ use discreet_proto::profile::v1::{
 use discreet_testkit::Harness;
 use tonic::{Code, transport::Channel};
 
+/// A file of test TLS material in `tests/fixtures` (see its README).
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
 /// Each purpose of the shipped policy and a caller allowed to declare it.
 pub const PURPOSES: [(&str, &str); 5] = [
     ("personalize", "shop/recommender"),
