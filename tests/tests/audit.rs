@@ -582,9 +582,15 @@ async fn the_documented_metrics_are_exported() {
     assert!(names.len() >= 15, "{names:?}");
     let exposition = http_get(h.metrics_addr().unwrap(), "/metrics").await;
     for name in names {
-        // Has a series only when serving TLS: `serving.rs`
-        // `serves_a_renewed_certificate_without_a_restart` reads it.
-        if name == "discreet_tls_certificate_expiration_timestamp_seconds" {
+        // Series only when serving TLS (`serving.rs`
+        // `serves_a_renewed_certificate_without_a_restart` reads it), and once a caller
+        // is over its share (`serving.rs` `a_caller_at_its_share_is_refused_while_others_are_served`).
+        if [
+            "discreet_tls_certificate_expiration_timestamp_seconds",
+            "discreet_calls_over_caller_share_total",
+        ]
+        .contains(&name)
+        {
             continue;
         }
         let base = name.trim_end_matches("_total").trim_end_matches("_info");

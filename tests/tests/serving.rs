@@ -761,6 +761,14 @@ async fn a_caller_at_its_share_is_refused_while_others_are_served() {
         refused.message().contains("max_calls_per_caller"),
         "{refused:?}"
     );
+    assert_eq!(
+        metric(
+            &h,
+            "discreet_calls_over_caller_share_total{caller=\"analytics/warehouse\"}"
+        )
+        .await,
+        1
+    );
     // Another caller is not affected.
     get(&h, "persona-eu", "personalize").await.unwrap();
     // One stream ends (the client goes away): its caller's place comes back.

@@ -170,6 +170,13 @@ impl Policy {
         Ok(p)
     }
 
+    /// Whether some purpose names `caller` (a wildcard names no one): callers the policy
+    /// does not know are counted as `other` in metrics, so they cannot grow the series.
+    #[must_use]
+    pub fn names_caller(&self, caller: &str) -> bool {
+        caller != "*" && self.purposes.values().any(|p| p.callers.contains(caller))
+    }
+
     /// Checks that `purpose` exists and `caller` may declare it; consent is checked per
     /// subject afterwards (a batch names several subjects, each with their own grant).
     pub fn check_caller(&self, caller: &str, purpose: &str) -> Result<&Purpose, AccessDenial> {

@@ -418,3 +418,11 @@ fn malformed_input_is_an_error_and_appends_nothing() {
         assert_eq!(out, b"earlier");
     }
 }
+
+#[test]
+fn names_caller_knows_the_callers_the_policy_lists() {
+    assert!(POLICY.names_caller("shop/recommender"));
+    assert!(POLICY.names_caller("analytics/warehouse"));
+    assert!(!POLICY.names_caller("someone/else"));
+    assert!(!POLICY.names_caller("*"), "a wildcard names no caller");
+}

@@ -22,6 +22,7 @@ use discreet_config::Limits;
 use discreet_consent::ConsentService;
 use discreet_policy::LegalBasis;
 use discreet_redact::{extract_strings, last_string};
+use discreet_telemetry::metrics::CallerLabels;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::{
@@ -204,7 +205,18 @@ impl Core {
             let caller = self.callers.identify(&parts).await?;
             access.caller(&caller);
             if let Some(shares) = &self.caller_shares {
-                let share = shares.take(&caller).ok_or(CallError::CallerOverShare)?;
+                let Some(share) = shares.take(&caller) else {
+                    let label = if self.policy.current().policy.names_caller(&caller) {
+                        Arc::clone(&caller)
+                    } else {
+                        Arc::clone(&self.audit.other_label)
+                    };
+                    self.metrics
+                        .over_caller_share
+                        .get_or_create(&CallerLabels { caller: label })
+                        .inc();
+                    return Err(CallError::CallerOverShare);
+                };
                 permit.hold_caller_share(share);
             }
             let purpose = metadata::purpose(&parts.headers).map_err(CallError::Purpose)?;

@@ -26,6 +26,12 @@ pub struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerLabels {
+    /// A caller the policy names, or `other`.
+    pub caller: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PurposeLabels {
     pub purpose: Arc<str>,
 }
@@ -105,6 +111,9 @@ pub struct GatewayMetrics {
     pub concurrency_limit: Gauge,
     /// Calls refused at admission (over the concurrency limit), which get no access span.
     pub shed: Counter,
+    /// Calls refused because their caller had `limits.max_calls_per_caller` in flight, by
+    /// caller (those the policy names; the rest as `other`).
+    pub over_caller_share: Family<CallerLabels, Counter>,
     /// Caller connections open now (all serving threads).
     pub connections_open: Gauge,
     /// Caller connections closed at accept, over `limits.max_connections`.
@@ -198,6 +207,12 @@ impl GatewayMetrics {
             "calls_shed",
             "Calls refused RESOURCE_EXHAUSTED at admission, over the concurrency limit",
             shed.clone(),
+        );
+        let over_caller_share = Family::<CallerLabels, Counter>::default();
+        registry.register(
+            "calls_over_caller_share",
+            "Calls refused RESOURCE_EXHAUSTED because their caller had limits.max_calls_per_caller in flight, by caller",
+            over_caller_share.clone(),
         );
         let connections_open = Gauge::default();
         registry.register(
@@ -304,6 +319,7 @@ impl GatewayMetrics {
             in_flight,
             concurrency_limit,
             shed,
+            over_caller_share,
             connections_open,
             connections_refused,
             connections_idle_closed,
