@@ -17,6 +17,24 @@ echo "== building (release)"
 cargo build --release --quiet -p discreet-cli -p profile-store -p discreet-benches \
   --bin discreet --bin profile-store --bin discreet-load
 bin=$root/target/release
+# The gateway as the image ships it with PGO=1 (deploy/pgo-build.sh: two more release
+# builds and a short training run), else the plain release build. DISCREET_BIN runs any
+# other build (an older commit, say) in the same rig; the rest is built from this tree.
+if [ -n "${DISCREET_BIN:-}" ]; then
+  discreet_bin=$DISCREET_BIN
+  gateway_build="DISCREET_BIN=$DISCREET_BIN"
+elif [ "${PGO:-0}" = 1 ]; then
+  echo "== building the gateway with profile-guided optimisation (deploy/pgo-build.sh)"
+  "$root/deploy/pgo-build.sh" "$root/target/pgo" >"$out/pgo-build.log" 2>&1 \
+    || { echo "error: PGO build failed (see $out/pgo-build.log)" >&2; exit 1; }
+  discreet_bin=$root/target/pgo/discreet
+  gateway_build="PGO (deploy/pgo-build.sh)"
+else
+  discreet_bin=$bin/discreet
+  gateway_build="release (cargo build --release; PGO=1 for the image's build)"
+fi
+echo "$gateway_build" >"$out/gateway-build.txt"
+echo "   gateway build: $gateway_build"
 
 # --- processes ---------------------------------------------------------------------------
 pids=()
@@ -52,9 +70,9 @@ pids+=($!)
 cp config/discreet.yaml config/policy.yaml "$work/"
 # RIG_CONFIG_SED: a sed script applied to that copy (overload.sh: ADAPTIVE=0, MIN_CALLS).
 if [ -n "${RIG_CONFIG_SED:-}" ]; then sed -i -e "$RIG_CONFIG_SED" "$work/discreet.yaml"; fi
-"$bin/discreet" keys dev --dir "$work/keys" 2>>"$out/discreet.log"
+"$discreet_bin" keys dev --dir "$work/keys" 2>>"$out/discreet.log"
 start_discreet() { # config port metrics-port: starts Discreet, sets discreet_pid
-  RUST_LOG=warn "$bin/discreet" serve --config "$1" \
+  RUST_LOG=warn "$discreet_bin" serve --config "$1" \
     --listen "127.0.0.1:$2" --upstream "http://127.0.0.1:$store_port" \
     --audit-endpoint "http://127.0.0.1:$sink_port" --metrics-listen "127.0.0.1:$3" \
     >>"$out/discreet.log" 2>&1 &

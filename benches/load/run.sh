@@ -7,7 +7,8 @@
 #   benches/load/run.sh            the full run: a few minutes
 #   benches/load/run.sh --smoke    tiny counts, to check the rig works
 #
-# Environment: SCENARIOS (a subset, see below), PERF=1 (profile Discreet's GetProfile saturation run with perf; PERF_CALL_GRAPH=dwarf for whole stacks), DURATION (seconds per saturation run, default 10), CLIENTS and STREAMS
+# Environment: PGO=1 (the gateway built as the image builds it, deploy/pgo-build.sh; the
+# plain release build otherwise), DISCREET_BIN (any other gateway binary), SCENARIOS (a subset, see below), PERF=1 (profile Discreet's GetProfile saturation run with perf; PERF_CALL_GRAPH=dwarf for whole stacks), DURATION (seconds per saturation run, default 10), CLIENTS and STREAMS
 # (h2load -c and -m, default 8 and 16), RATE_SHARE (fixed rate as a share of nginx's
 # saturation, default 0.3), OUT (raw output directory, default target/load/<time>).
 #
@@ -192,6 +193,7 @@ echo
 python3 "$root/benches/load/table.py" "$results" "$discreet_rss_get" "$calls" "$spans" "$denied" \
   | tee "$out/table.md"
 echo
+echo "gateway build: $gateway_build"
 echo "raw output: $out"
 if [ "$spans" -lt "$calls" ] || [ "$denied" != 0 ]; then
   echo "error: $calls calls, $spans spans exported, $denied refused" >&2
