@@ -2,7 +2,7 @@
 # Builds the gateway with profile-guided optimisation (PGO), as the container image ships
 # it: an instrumented build serves a training load, LLVM merges what it counted, and the
 # release build is laid out and inlined by those counts. On the load benchmark's rig this
-# takes 15-20% off the gateway's CPU per call (BENCHMARKS.md, session 13); the source and
+# takes 14-24% off the gateway's CPU per call (BENCHMARKS.md, session 13); the source and
 # its behaviour are the same as `cargo build --release`.
 #
 #   deploy/pgo-build.sh [OUT]   # default OUT: target/pgo; writes OUT/discreet and
@@ -13,12 +13,14 @@
 # `discreet-load drive` (no h2load or nginx needed): GetProfile with a cached consent
 # token (the hot path), a new consent token on every call, batches of 100 and long
 # streams. Loopback only; every process started is stopped on exit. Needs cargo and the
-# `llvm-tools` rustup component (added if missing). About two release builds of time.
+# `llvm-tools` rustup component (added if missing). About two release builds of the
+# gateway, one of the store and the load driver, and a minute of training.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# OUT relative to where the script was called from; the default inside the repository.
+out=$(realpath -m "${1:-$root/target/pgo}")
 cd "$root"
-out=$(realpath -m "${1:-target/pgo}")
 mkdir -p "$out"
 work=$(mktemp -d)
 # A fixed path: it is part of the instrumented build's flags, so a new path each run would
@@ -31,7 +33,9 @@ cleanup() {
   wait 2>/dev/null || true
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # llvm-profdata must come from the LLVM that rustc is built on (the raw profile format
 # changes between LLVM versions), so the rustup component, not a system package.
@@ -45,8 +49,9 @@ fi
 echo "== building the reference store, the load driver and an instrumented gateway"
 cargo build --release --locked --quiet -p profile-store -p discreet-benches \
   --bin profile-store --bin discreet-load
-# Its own target directory: different flags would otherwise rebuild the plain one.
-RUSTFLAGS="-Cprofile-generate=$profiles" cargo build --release --locked --quiet \
+# Its own target directory: different flags would otherwise rebuild the plain one. Any
+# RUSTFLAGS already set (a target CPU, say) are kept.
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$profiles" cargo build --release --locked --quiet \
   -p discreet-cli --bin discreet --target-dir target/pgo-generate
 # Build scripts and proc macros of that build were instrumented too and wrote their
 # counts while it ran; only the gateway's belong in the profile.
@@ -70,23 +75,28 @@ wait_port() { # port name
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.05
   done
-  echo "error: $2 did not listen on 127.0.0.1:$1 (see $work/$2.log)" >&2
+  echo "error: $2 did not listen on 127.0.0.1:$1; its log:" >&2
   cat "$work/$2.log" >&2 || true
   exit 1
 }
 
 echo "== training: the instrumented gateway under load"
 store_port=$(free_port); sink_port=$(free_port); gateway_port=$(free_port)
+metrics_port=$(free_port)
 "$bin/discreet-load" sink --listen "127.0.0.1:$sink_port" --count-file "$work/spans.count" \
   >"$work/sink.log" 2>&1 &
 pids+=($!)
 "$bin/profile-store" --listen "127.0.0.1:$store_port" >"$work/profile-store.log" 2>&1 &
 pids+=($!)
 cp config/discreet.yaml config/policy.yaml "$work/"
-"$gateway" keys dev --dir "$work/keys" 2>>"$work/discreet.log"
-RUST_LOG=warn "$gateway" serve --config "$work/discreet.yaml" \
-  --listen "127.0.0.1:$gateway_port" --upstream "http://127.0.0.1:$store_port" \
-  --audit-endpoint "http://127.0.0.1:$sink_port" >>"$work/discreet.log" 2>&1 &
+# Instrumented too: its counts (key generation) go elsewhere, so that only the serving
+# gateway's make the profile, and the check below sees whether that one wrote any.
+LLVM_PROFILE_FILE="$work/keys-%p.profraw" "$gateway" keys dev --dir "$work/keys" \
+  2>>"$work/discreet.log"
+LLVM_PROFILE_FILE="$profiles/serve-%p-%m.profraw" RUST_LOG=warn "$gateway" serve \
+  --config "$work/discreet.yaml" --listen "127.0.0.1:$gateway_port" \
+  --upstream "http://127.0.0.1:$store_port" --audit-endpoint "http://127.0.0.1:$sink_port" \
+  --metrics-listen "127.0.0.1:$metrics_port" >>"$work/discreet.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
 wait_port "$sink_port" sink
@@ -104,7 +114,7 @@ drive() { # method body headers requests [flags]
   echo "   $method: $line"
   # A training run whose calls fail would optimise the refusal path instead.
   if [[ "$line" != *" failed=0 "* ]]; then
-    echo "error: training calls failed; see $work/discreet.log" >&2
+    echo "error: training calls failed; the gateway's log:" >&2
     cat "$work/discreet.log" >&2
     exit 1
   fi
@@ -117,8 +127,9 @@ drive StreamProfiles stream.bin headers-legitimate.txt 60 --connections 2 --stre
 # The counts are written when the process exits; SIGTERM lets it drain and exit normally.
 kill -TERM "$gateway_pid"
 wait "$gateway_pid" || true
-if ! compgen -G "$profiles/*.profraw" >/dev/null; then
-  echo "error: the instrumented gateway wrote no profile" >&2
+if ! compgen -G "$profiles/serve-*.profraw" >/dev/null; then
+  echo "error: the instrumented gateway wrote no profile; its log:" >&2
+  cat "$work/discreet.log" >&2
   exit 1
 fi
 "$profdata" merge -o "$out/discreet.profdata" "$profiles"
@@ -131,7 +142,7 @@ rm -f "$root"/target/pgo-use/discreet-*.profdata
 cp "$out/discreet.profdata" "$profile"
 
 echo "== building the gateway with the profile"
-RUSTFLAGS="-Cprofile-use=$profile" cargo build --release --locked --quiet \
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$profile" cargo build --release --locked --quiet \
   -p discreet-cli --bin discreet --target-dir target/pgo-use
 install -m 0755 target/pgo-use/release/discreet "$out/discreet"
 echo "PGO build: $out/discreet"

@@ -156,7 +156,6 @@ async fn shutdown_drains_calls_in_flight() {
         .unwrap();
 }
 
-/// A file of `tests/fixtures` (README.md there says what each is).
 /// Serving TLS with the fixture server certificate and, for mutual TLS, `client_ca`.
 fn fixture_tls(client_ca: Option<&str>) -> Option<discreet_config::TlsConfig> {
     Some(discreet_config::TlsConfig {

@@ -22,8 +22,8 @@ pub(crate) struct ServeArgs {
     /// `upstream`, so one configuration file serves the demo and a pod beside a store.
     #[arg(long)]
     pub(crate) upstream: Option<String>,
-    /// Export access spans to this OTLP/gRPC collector (`http://host:4317`) instead of the
-    /// configuration's `audit.endpoint`.
+    /// Export access spans to this OTLP/gRPC collector (`http://host:4317`, or `https://`
+    /// verified as `audit.tls` says) instead of the configuration's `audit.endpoint`.
     #[arg(long)]
     pub(crate) audit_endpoint: Option<String>,
     /// Serve `/metrics` here instead of the configuration's `metrics.listen`.

@@ -123,6 +123,8 @@ impl AuditConfig {
             .strip_prefix("https://")
             .or_else(|| self.endpoint.strip_prefix("http://"))?;
         let authority = rest.split('/').next()?;
+        // Never the userinfo (refused by validation, but this also names the host in logs).
+        let authority = authority.rsplit('@').next()?;
         let host = match authority.strip_prefix('[') {
             Some(v6) => v6.split(']').next()?,
             None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
@@ -186,6 +188,14 @@ impl AuditConfig {
         let rest = endpoint
             .strip_prefix("http://")
             .or_else(|| endpoint.strip_prefix("https://"));
+        // Credentials in the URL would not be sent (and would reach the log line naming
+        // the collector); say so rather than ignore them.
+        if rest.is_some_and(|r| r.split('/').next().is_some_and(|a| a.contains('@'))) {
+            return refuse(
+                "endpoint",
+                "carries credentials (user@host); they are not sent to the collector: expected http(s)://host:port".into(),
+            );
+        }
         if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace))
             || self.endpoint_host().is_none()
         {
@@ -196,8 +206,21 @@ impl AuditConfig {
                 ),
             );
         }
+        // tonic sends every request to the endpoint's origin: a path (a hosted
+        // collector's /otlp, say) would be dropped without a word.
+        if rest.is_some_and(|r| r.split_once('/').is_some_and(|(_, path)| !path.is_empty())) {
+            return refuse(
+                "endpoint",
+                format!(
+                    "`{endpoint}` has a path, which OTLP/gRPC does not use; expected http(s)://host:port"
+                ),
+            );
+        }
         if let Some(tls) = &self.tls {
             self.check_tls(tls)?;
+        }
+        if self.endpoint_is_tls() {
+            self.check_server_name()?;
         }
         if self.key_file.as_os_str().is_empty() {
             return refuse("key_file", "is empty; expected a file path".into());
@@ -267,6 +290,34 @@ impl AuditConfig {
         Ok(())
     }
 
+    /// The name the collector's certificate is verified against must be one rustls takes:
+    /// `audit.tls.server_name` when set, else the endpoint's host (so the error names the
+    /// field the operator wrote).
+    fn check_server_name(&self) -> Result<(), ConfigError> {
+        let configured = self.tls.as_ref().and_then(|t| t.server_name.as_deref());
+        let (field, name): (&[&str], &str) = match configured {
+            Some(name) => (&["audit", "tls", "server_name"], name),
+            None => (
+                &["audit", "endpoint"],
+                self.endpoint_host().unwrap_or_default(),
+            ),
+        };
+        if rustls_pki_types::ServerName::try_from(name).is_err() {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "`{name}` is not a DNS name or IP address a certificate can be verified against; expected a name such as otel-collector.observability.svc{}",
+                    if configured.is_none() {
+                        ", or audit.tls.server_name"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_tls(&self, tls: &CollectorTlsConfig) -> Result<(), ConfigError> {
         let refuse = |field: &str, message: String| {
             Err(ConfigError::invalid(&["audit", "tls", field], message))
@@ -305,26 +356,6 @@ impl AuditConfig {
                 );
             }
             _ => {}
-        }
-        if let Some(name) = &tls.server_name {
-            let ip = name.parse::<std::net::IpAddr>().is_ok();
-            let dns = !name.is_empty()
-                && name.len() <= 253
-                && name.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                        && !label.starts_with('-')
-                        && !label.ends_with('-')
-                });
-            if !ip && !dns {
-                return refuse(
-                    "server_name",
-                    format!(
-                        "`{name}` is not a DNS name or IP address; expected the name the collector's certificate carries, such as otel-collector.observability.svc"
-                    ),
-                );
-            }
         }
         Ok(())
     }

@@ -480,6 +480,34 @@ fn audit_tls_server_name_not_a_name() {
 }
 
 #[test]
+fn audit_endpoint_with_credentials() {
+    refused("audit.endpoint", |c| {
+        c.audit.endpoint = "https://user:secret@collector.example:4317".into()
+    });
+    let mut c = base();
+    c.audit.endpoint = "https://user:secret@collector.example:4317".into();
+    assert_eq!(c.audit.endpoint_host(), Some("collector.example"));
+}
+
+#[test]
+fn audit_endpoint_with_a_path_that_would_be_dropped() {
+    refused("audit.endpoint", |c| {
+        c.audit.endpoint = "https://otlp.example.com/otlp".into()
+    });
+    let mut c = base();
+    c.audit.endpoint = "http://127.0.0.1:4317/".into();
+    c.validate().unwrap();
+}
+
+#[test]
+fn audit_endpoint_host_a_certificate_cannot_name() {
+    // No tls section: the host is the name verified, so the endpoint is what is refused.
+    refused("audit.endpoint", |c| {
+        c.audit.endpoint = "https://collector!:4317".into()
+    });
+}
+
+#[test]
 fn audit_endpoint_empty_host() {
     refused("audit.endpoint", |c| c.audit.endpoint = "http://".into());
 }

@@ -283,6 +283,9 @@ impl Gateway {
             listen = %local_addr,
             upstream = %upstream_addr,
             policy.version = %active.policy.version,
+            // The host only: an endpoint URL could carry a credential.
+            audit.collector = %config.audit.endpoint_host().map_or("?", |h| h),
+            audit.tls = config.audit.endpoint_is_tls(),
             "discreet gateway serving"
         );
         Ok(Gateway {

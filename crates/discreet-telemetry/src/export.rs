@@ -50,7 +50,7 @@ impl AuditMode {
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
-    /// The collector's OTLP/gRPC endpoint, `http://host:4317`.
+    /// The collector's OTLP/gRPC endpoint, `http://host:4317` or `https://host:4317`.
     pub endpoint: String,
     pub mode: AuditMode,
     /// Spans held for export (including the slots reserved by calls in flight).
@@ -503,7 +503,8 @@ async fn export_with_retry(
                     tracing::warn!(
                         spans,
                         "audit export failed ({}); retrying, spans stay queued",
-                        e.message()
+                        // Partly the collector's own words: bounded, on one line.
+                        collector_text(e.message())
                     );
                 }
                 tokio::time::sleep(backoff).await;

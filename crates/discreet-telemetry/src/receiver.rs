@@ -45,12 +45,21 @@ impl TraceService for Received {
     }
 }
 
+/// What serves while the receiver runs: the server task, what stops it, and (with TLS)
+/// the task accepting connections, which owns the listening socket.
+#[derive(Debug)]
+struct Running {
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+    accepting: Option<JoinHandle<()>>,
+}
+
 /// A running (or stopped) receiver.
 #[derive(Debug)]
 pub struct OtlpReceiver {
     addr: SocketAddr,
     received: Received,
-    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    running: Option<Running>,
     max_request_bytes: usize,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -99,45 +108,38 @@ impl OtlpReceiver {
         let (stop_tx, stop_rx) = oneshot::channel();
         let service = TraceServiceServer::new(self.received.clone())
             .max_decoding_message_size(self.max_request_bytes);
-        let tls = self.tls.clone();
-        let task = tokio::spawn(async move {
-            let router = tonic::transport::Server::builder().add_service(service);
-            let stop = async {
-                let _ = stop_rx.await;
-            };
-            let serving = match tls {
-                None => {
-                    router
-                        .serve_with_incoming_shutdown(
-                            // No Nagle delay on export responses, as a collector answers.
-                            tonic::transport::server::TcpIncoming::from(listener)
-                                .with_nodelay(Some(true)),
-                            stop,
-                        )
-                        .await
-                }
-                Some(config) => {
-                    let (tx, rx) = tokio::sync::mpsc::channel(16);
-                    let accepting = tokio::spawn(accept_tls(
-                        listener,
-                        tokio_rustls::TlsAcceptor::from(config),
-                        tx,
-                    ));
-                    let served = router
-                        .serve_with_incoming_shutdown(
-                            tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx),
-                            stop,
-                        )
-                        .await;
-                    accepting.abort();
-                    served
-                }
-            };
-            if let Err(e) = serving {
-                tracing::warn!("OTLP receiver stopped: {e}");
+        let router = tonic::transport::Server::builder().add_service(service);
+        let stop = async {
+            let _ = stop_rx.await;
+        };
+        let (server, accepting) = match self.tls.clone() {
+            None => {
+                let serving = router.serve_with_incoming_shutdown(
+                    // No Nagle delay on export responses, as a collector answers.
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop,
+                );
+                (tokio::spawn(report_stop(serving)), None)
             }
+            Some(config) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(16);
+                let accepting = tokio::spawn(accept_tls(
+                    listener,
+                    tokio_rustls::TlsAcceptor::from(config),
+                    tx,
+                ));
+                let serving = router.serve_with_incoming_shutdown(
+                    tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx),
+                    stop,
+                );
+                (tokio::spawn(report_stop(serving)), Some(accepting))
+            }
+        };
+        self.running = Some(Running {
+            stop: stop_tx,
+            server,
+            accepting,
         });
-        self.running = Some((stop_tx, task));
     }
 
     /// `http://127.0.0.1:<port>` (`https://localhost:<port>` when serving TLS: the name
@@ -157,9 +159,14 @@ impl OtlpReceiver {
 
     /// Stops serving and closes the port: exporters see connection refused.
     pub async fn stop(&mut self) {
-        if let Some((stop, task)) = self.running.take() {
-            let _ = stop.send(());
-            let _ = task.await;
+        if let Some(running) = self.running.take() {
+            let _ = running.stop.send(());
+            let _ = running.server.await;
+            // The accepting task owns the socket: the port is closed once it is gone.
+            if let Some(accepting) = running.accepting {
+                accepting.abort();
+                let _ = accepting.await;
+            }
         }
     }
 
@@ -208,6 +215,14 @@ impl OtlpReceiver {
             file.write_all(b"\n")?;
         }
         file.flush()
+    }
+}
+
+async fn report_stop(
+    serving: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
+) {
+    if let Err(e) = serving.await {
+        tracing::warn!("OTLP receiver stopped: {e}");
     }
 }
 
@@ -332,9 +347,12 @@ impl tokio::io::AsyncWrite for TlsConnection {
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
-        if let Some((stop, task)) = self.running.take() {
-            let _ = stop.send(());
-            task.abort();
+        if let Some(running) = self.running.take() {
+            let _ = running.stop.send(());
+            running.server.abort();
+            if let Some(accepting) = running.accepting {
+                accepting.abort();
+            }
         }
     }
 }

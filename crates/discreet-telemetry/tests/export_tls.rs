@@ -21,8 +21,12 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// An exporter's TLS trusting the CA in fixture `ca`, presenting `<client>-cert.pem` and
-/// `<client>-key.pem` if given.
+/// `<client>-key.pem` if given, verifying the name `localhost`.
 fn exporter_tls(ca: &str, client: Option<&str>) -> CollectorTls {
+    exporter_tls_for("localhost", ca, client)
+}
+
+fn exporter_tls_for(server_name: &str, ca: &str, client: Option<&str>) -> CollectorTls {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&fixture(ca)) {
         roots.add(cert.unwrap()).unwrap();
@@ -47,7 +51,7 @@ fn exporter_tls(ca: &str, client: Option<&str>) -> CollectorTls {
     config.alpn_protocols = vec![b"h2".to_vec()];
     let config = Arc::new(config);
     CollectorTls {
-        server_name: ServerName::try_from("localhost").unwrap(),
+        server_name: ServerName::try_from(server_name.to_owned()).unwrap(),
         config: Arc::new(move || Arc::clone(&config)),
     }
 }
@@ -82,12 +86,13 @@ fn settings(endpoint: String, tls: CollectorTls) -> ExportSettings {
 /// Exports one access span through a new trail; returns the trail's metrics and the trail
 /// (kept open for the test's length).
 async fn export_one(receiver: &OtlpReceiver, tls: CollectorTls) -> (GatewayMetrics, AuditTrail) {
+    export_one_to(receiver.endpoint(), tls).await
+}
+
+async fn export_one_to(endpoint: String, tls: CollectorTls) -> (GatewayMetrics, AuditTrail) {
     let metrics = GatewayMetrics::new("k1");
-    let (trail, _task) = AuditTrail::start(
-        &settings(receiver.endpoint(), tls),
-        Arc::clone(&metrics.audit),
-    )
-    .unwrap();
+    let (trail, _task) =
+        AuditTrail::start(&settings(endpoint, tls), Arc::clone(&metrics.audit)).unwrap();
     let ids = SpanIds::new(7);
     let mut record = AccessRecord::begin(
         TraceContext::for_call(None, &ids),
@@ -173,5 +178,38 @@ async fn a_collector_that_requires_client_certificates_gets_spans_only_from_one_
         wait_for(|| receiver.spans().len() == 1).await,
         "the span from the accepted client certificate did not arrive: {}",
         with.encode()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_certificate_for_another_name_gets_nothing() {
+    let receiver = tls_receiver(None).await;
+    // Issued by the trusted CA, for localhost and 127.0.0.1 only.
+    let (metrics, _trail) = export_one(
+        &receiver,
+        exporter_tls_for("collector.example", "ca-cert.pem", None),
+    )
+    .await;
+    assert!(
+        wait_for(|| counter(&metrics, "discreet_audit_export_failures_total") >= 2).await,
+        "export did not fail: {}",
+        metrics.encode()
+    );
+    assert!(
+        receiver.spans().is_empty(),
+        "a span crossed to a misnamed collector"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_endpoint_verifies_against_the_name_it_is_given() {
+    let receiver = tls_receiver(None).await;
+    let endpoint = format!("https://{}", receiver.local_addr());
+    assert!(endpoint.starts_with("https://127.0.0.1:"));
+    let (_metrics, _trail) =
+        export_one_to(endpoint, exporter_tls_for("localhost", "ca-cert.pem", None)).await;
+    assert!(
+        wait_for(|| receiver.spans().len() == 1).await,
+        "the span did not arrive"
     );
 }
