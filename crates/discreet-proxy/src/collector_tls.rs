@@ -18,7 +18,7 @@ use discreet_telemetry::{
 use rustls::{
     SignatureScheme, client::ResolvesClientCert, crypto::CryptoProvider, sign::CertifiedKey,
 };
-use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls_pki_types::ServerName;
 
 use crate::watched_files::{FileReload, WatchedFiles};
 
@@ -161,7 +161,12 @@ fn client_config(
                 .split_first()
                 .ok_or_else(|| format!("{}: not read", file.display()))?;
             rest = after;
-            collector_roots(file, pem)?
+            crate::tls::ca_bundle(
+                "audit.tls.ca_file",
+                file,
+                pem,
+                "the collector's certificate",
+            )?
         }
         None => rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -188,24 +193,6 @@ fn client_config(
         config: Arc::new(config),
         not_after,
     })
-}
-
-/// The CAs in `pem` (the bytes of `file`).
-fn collector_roots(file: &std::path::Path, pem: &[u8]) -> Result<rustls::RootCertStore, String> {
-    let at = |e: &dyn std::fmt::Display| format!("audit.tls.ca_file {}: {e}", file.display());
-    let cas = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| at(&e))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in cas {
-        roots.add(ca).map_err(|e| at(&e))?;
-    }
-    if roots.is_empty() {
-        return Err(at(
-            &"expected PEM CERTIFICATE blocks of the CAs that issue the collector's certificate, found none",
-        ));
-    }
-    Ok(roots)
 }
 
 /// The client certificate, presented whenever the collector asks for one.

@@ -260,8 +260,26 @@ fn client_verifier(
     contents: &[Vec<u8>],
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let at = |e: &dyn std::fmt::Display| format!("tls.client_ca_file {}: {e}", file.display());
     let pem = contents.first().map_or(&[][..], Vec::as_slice);
+    let roots = ca_bundle("tls.client_ca_file", file, pem, "client certificates")?;
+    let at = |e: &dyn std::fmt::Display| format!("tls.client_ca_file {}: {e}", file.display());
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(provider),
+    )
+    .build()
+    .map_err(|e| at(&e))
+}
+
+/// The CAs in `pem` (the bytes of `file`, set as `field`), which issue `what`; a bundle
+/// without one is refused, as is any block that does not parse.
+pub(crate) fn ca_bundle(
+    field: &str,
+    file: &std::path::Path,
+    pem: &[u8],
+    what: &str,
+) -> Result<rustls::RootCertStore, String> {
+    let at = |e: &dyn std::fmt::Display| format!("{field} {}: {e}", file.display());
     let cas = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| at(&e))?;
@@ -270,16 +288,11 @@ fn client_verifier(
         roots.add(ca).map_err(|e| at(&e))?;
     }
     if roots.is_empty() {
-        return Err(at(
-            &"expected PEM CERTIFICATE blocks of the CAs that issue client certificates, found none",
-        ));
+        return Err(at(&format_args!(
+            "expected PEM CERTIFICATE blocks of the CAs that issue {what}, found none"
+        )));
     }
-    rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        Arc::clone(provider),
-    )
-    .build()
-    .map_err(|e| at(&e))
+    Ok(roots)
 }
 
 /// The pair in `contents` (the certificate file's bytes, then the key file's), with
