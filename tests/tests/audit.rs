@@ -797,13 +797,13 @@ async fn spans_reach_an_https_collector_and_a_replaced_ca_bundle_applies_without
 
     // Strict mode serves while the queue has room; the span cannot leave.
     get(&h, "persona-eu", "personalize").await.unwrap();
-    for _ in 0..200 {
-        if metric(&h, "discreet_audit_export_failures_total").await >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(metric(&h, "discreet_audit_export_failures_total").await >= 2);
+    assert!(
+        common::eventually(Duration::from_secs(5), async || {
+            metric(&h, "discreet_audit_export_failures_total").await >= 2
+        })
+        .await,
+        "export to the untrusted collector did not fail"
+    );
     assert!(
         collector.spans().is_empty(),
         "a span reached an untrusted collector"
@@ -814,17 +814,12 @@ async fn spans_reach_an_https_collector_and_a_replaced_ca_bundle_applies_without
     let staged = dir.path().join("ca.pem.new");
     std::fs::write(&staged, read("ca-cert.pem")).unwrap();
     std::fs::rename(&staged, &ca_file).unwrap();
-    let mut arrived = false;
     // The exporter backs off up to 5 s between attempts.
-    for _ in 0..600 {
-        if !collector.spans().is_empty() {
-            arrived = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     assert!(
-        arrived,
+        common::eventually(Duration::from_secs(15), async || !collector
+            .spans()
+            .is_empty())
+        .await,
         "the queued span did not arrive after the CA bundle was replaced"
     );
     let span = &collector.spans()[0];
@@ -840,12 +835,11 @@ async fn spans_reach_an_https_collector_and_a_replaced_ca_bundle_applies_without
     );
     // And new calls' spans follow over the new connection.
     get(&h, "persona-eu", "personalize").await.unwrap();
-    for _ in 0..400 {
-        if collector.spans().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    assert!(
+        common::eventually(Duration::from_secs(10), async || collector.spans().len()
+            >= 2)
+        .await
+    );
     assert_eq!(collector.spans().len(), 2);
     h.shutdown().await;
 }

@@ -122,7 +122,7 @@ impl AuditConfig {
             .endpoint
             .strip_prefix("https://")
             .or_else(|| self.endpoint.strip_prefix("http://"))?;
-        let authority = rest.split('/').next()?;
+        let authority = rest.split(['/', '?', '#']).next()?;
         // Never the userinfo (refused by validation, but this also names the host in logs).
         let authority = authority.rsplit('@').next()?;
         let host = match authority.strip_prefix('[') {
@@ -190,7 +190,11 @@ impl AuditConfig {
             .or_else(|| endpoint.strip_prefix("https://"));
         // Credentials in the URL would not be sent (and would reach the log line naming
         // the collector); say so rather than ignore them.
-        if rest.is_some_and(|r| r.split('/').next().is_some_and(|a| a.contains('@'))) {
+        if rest.is_some_and(|r| {
+            r.split(['/', '?', '#'])
+                .next()
+                .is_some_and(|a| a.contains('@'))
+        }) {
             return refuse(
                 "endpoint",
                 "carries credentials (user@host); they are not sent to the collector: expected http(s)://host:port".into(),
@@ -199,21 +203,22 @@ impl AuditConfig {
         if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace))
             || self.endpoint_host().is_none()
         {
+            // Not echoed: an address that does not parse may still carry a token.
             return refuse(
                 "endpoint",
-                format!(
-                    "`{endpoint}` is not a collector address; expected http://host:port such as http://127.0.0.1:4317, or https://host:port"
-                ),
+                "is not a collector address; expected http://host:port such as http://127.0.0.1:4317, or https://host:port".into(),
             );
         }
         // tonic sends every request to the endpoint's origin: a path (a hosted
-        // collector's /otlp, say) would be dropped without a word.
-        if rest.is_some_and(|r| r.split_once('/').is_some_and(|(_, path)| !path.is_empty())) {
+        // collector's /otlp, say), a query or a fragment would be dropped without a word
+        // (and a query may carry a token).
+        let beyond_authority = rest
+            .and_then(|r| r.find(['/', '?', '#']).map(|at| &r[at..]))
+            .unwrap_or_default();
+        if !beyond_authority.is_empty() && beyond_authority != "/" {
             return refuse(
                 "endpoint",
-                format!(
-                    "`{endpoint}` has a path, which OTLP/gRPC does not use; expected http(s)://host:port"
-                ),
+                "has a path, query or fragment after host:port, which OTLP/gRPC does not use; expected http(s)://host:port".into(),
             );
         }
         if let Some(tls) = &self.tls {

@@ -101,7 +101,8 @@ pub struct GatewayMetrics {
     /// of retry budget (`over_budget`).
     pub upstream_retries: Family<ResultLabels, Counter>,
     pub policy_reloads: Family<ResultLabels, Counter>,
-    /// Reloads of the TLS certificate and key, or client CAs, by result (applied, rejected).
+    /// Reloads of TLS files by result (applied, rejected): the serving certificate and key,
+    /// the client CA bundle, the collector's CA bundle and client certificate.
     pub tls_certificate_reloads: Family<ResultLabels, Counter>,
     /// `notAfter` of each certificate the gateway presents (serving, collector client), by
     /// file; no series without TLS.

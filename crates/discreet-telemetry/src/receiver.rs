@@ -275,16 +275,30 @@ async fn accept_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     connections: tokio::sync::mpsc::Sender<std::io::Result<TlsConnection>>,
 ) {
-    while let Ok((tcp, _)) = listener.accept().await {
+    while !connections.is_closed() {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            // A failed accept (a connection reset before it was taken, descriptors
+            // exhausted for a moment) ends that connection, not the receiver.
+            Err(e) => {
+                tracing::debug!("OTLP receiver: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let connections = connections.clone();
         tokio::spawn(async move {
-            match acceptor.accept(tcp).await {
-                Ok(stream) => {
+            // A client that connects and never finishes its handshake holds nothing for long.
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            match handshake.await {
+                Ok(Ok(stream)) => {
                     let _ = connections.send(Ok(TlsConnection(stream))).await;
                 }
-                Err(e) => tracing::debug!("OTLP receiver: TLS handshake failed: {e}"),
+                Ok(Err(e)) => tracing::debug!("OTLP receiver: TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!("OTLP receiver: TLS handshake timed out"),
             }
         });
     }

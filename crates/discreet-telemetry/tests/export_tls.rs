@@ -124,6 +124,21 @@ async fn wait_for(mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// The exporter has failed (and retried) at least twice and exported nothing.
+async fn assert_export_keeps_failing(metrics: &GatewayMetrics) {
+    assert!(
+        wait_for(|| counter(metrics, "discreet_audit_export_failures_total") >= 2).await,
+        "export did not fail: {}",
+        metrics.encode()
+    );
+    assert_eq!(
+        counter(metrics, "discreet_audit_spans_exported_total"),
+        0,
+        "{}",
+        metrics.encode()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_a_tls_collector_the_configuration_trusts() {
     let receiver = tls_receiver(None).await;
@@ -142,16 +157,11 @@ async fn a_collector_whose_certificate_is_not_trusted_gets_nothing() {
     let receiver = tls_receiver(None).await;
     // Trusts only the other throwaway CA: the receiver's certificate does not chain to it.
     let (metrics, _trail) = export_one(&receiver, exporter_tls("renewed-ca-cert.pem", None)).await;
-    assert!(
-        wait_for(|| counter(&metrics, "discreet_audit_export_failures_total") >= 2).await,
-        "export did not fail: {}",
-        metrics.encode()
-    );
+    assert_export_keeps_failing(&metrics).await;
     assert!(
         receiver.spans().is_empty(),
         "a span crossed an untrusted connection"
     );
-    assert_eq!(counter(&metrics, "discreet_audit_spans_exported_total"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,11 +172,7 @@ async fn a_collector_that_requires_client_certificates_gets_spans_only_from_one_
     let (rogue, _t2) =
         export_one(&receiver, exporter_tls("ca-cert.pem", Some("client-rogue"))).await;
     for metrics in [&without, &rogue] {
-        assert!(
-            wait_for(|| counter(metrics, "discreet_audit_export_failures_total") >= 2).await,
-            "export did not fail: {}",
-            metrics.encode()
-        );
+        assert_export_keeps_failing(metrics).await;
     }
     assert!(receiver.spans().is_empty());
     let (with, _t3) = export_one(
@@ -190,11 +196,7 @@ async fn a_trusted_certificate_for_another_name_gets_nothing() {
         exporter_tls_for("collector.example", "ca-cert.pem", None),
     )
     .await;
-    assert!(
-        wait_for(|| counter(&metrics, "discreet_audit_export_failures_total") >= 2).await,
-        "export did not fail: {}",
-        metrics.encode()
-    );
+    assert_export_keeps_failing(&metrics).await;
     assert!(
         receiver.spans().is_empty(),
         "a span crossed to a misnamed collector"

@@ -20,6 +20,20 @@ pub fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// Polls `check` every 25 ms until it holds (true) or `limit` passes (false).
+pub async fn eventually(limit: std::time::Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 /// Each purpose of the shipped policy and a caller allowed to declare it.
 pub const PURPOSES: [(&str, &str); 5] = [
     ("personalize", "shop/recommender"),
