@@ -843,3 +843,73 @@ async fn spans_reach_an_https_collector_and_a_replaced_ca_bundle_applies_without
     assert_eq!(collector.spans().len(), 2);
     h.shutdown().await;
 }
+
+/// `audit.headers`: a collector that checks a bearer token (as the Collector's
+/// `bearertokenauth` does) gets it from the file the configuration names. When the
+/// collector moves to a new token, exports fail and the span waits in the queue; the new
+/// token written to the file, as the kubelet renews a mounted Secret or projected token,
+/// applies to the next export without a restart, and the waiting span arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_token_from_a_file_is_sent_and_a_rotated_one_applies_without_a_restart() {
+    let dir = discreet_testkit::TempDir::new("collector-token").unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "Bearer first-collector-token\n").unwrap();
+    let h = Harness::start_with(|c| {
+        c.audit.headers.insert(
+            "authorization".into(),
+            discreet_config::CollectorHeaderConfig {
+                file: Some(token_file.clone()),
+                value: None,
+            },
+        );
+        c.audit.headers.insert(
+            "x-scope-orgid".into(),
+            discreet_config::CollectorHeaderConfig {
+                file: None,
+                value: Some("tenant-a".into()),
+            },
+        );
+    })
+    .await
+    .unwrap();
+    h.receiver
+        .require_metadata(Some(("authorization", "Bearer first-collector-token")));
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(10), async || h.receiver.spans().len()
+            == 1)
+        .await,
+        "the span did not reach the collector with the configured token"
+    );
+
+    // The collector now wants another token: the next span cannot get in.
+    h.receiver
+        .require_metadata(Some(("authorization", "Bearer second-collector-token")));
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(5), async || {
+            metric(&h, "discreet_audit_export_failures_total").await >= 1
+        })
+        .await,
+        "export with the old token did not fail"
+    );
+    assert_eq!(h.receiver.spans().len(), 1);
+
+    // The renewed token replaces the file atomically, as the kubelet swaps a Secret.
+    let staged = dir.path().join("token.new");
+    std::fs::write(&staged, "Bearer second-collector-token\n").unwrap();
+    std::fs::rename(&staged, &token_file).unwrap();
+    // The exporter backs off up to 5 s between attempts.
+    assert!(
+        common::eventually(Duration::from_secs(15), async || h.receiver.spans().len()
+            == 2)
+        .await,
+        "the queued span did not arrive after the token file was renewed"
+    );
+    let body = http_get(h.metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        !body.contains("collector-token"),
+        "a collector token reached /metrics"
+    );
+    h.shutdown().await;
+}

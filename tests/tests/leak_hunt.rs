@@ -588,14 +588,33 @@ async fn no_marker_leaks_beyond_the_policy() {
         listener,
         std::future::pending(),
     ));
+    // The collector checks a bearer token (`audit.headers`), a secret like the others.
+    let collector_dir = TempDir::new("leak-hunt-collector").unwrap();
+    let collector_token = format!("collector-token-{}", std::process::id());
+    std::fs::write(
+        collector_dir.path().join("token"),
+        format!("Bearer {collector_token}\n"),
+    )
+    .unwrap();
     let h = Harness::start_with(|c| {
         c.upstream = discreet_config::Upstream::Remote {
             address: format!("http://{store_addr}"),
             connect_timeout: Duration::from_secs(2),
         };
+        c.audit.headers.insert(
+            "authorization".into(),
+            discreet_config::CollectorHeaderConfig {
+                file: Some(collector_dir.path().join("token")),
+                value: None,
+            },
+        );
     })
     .await
     .unwrap();
+    h.receiver.require_metadata(Some((
+        "authorization",
+        &format!("Bearer {collector_token}"),
+    )));
     let world = World::new(&h, &data);
     let subjects: Vec<String> = data.profiles.keys().cloned().collect();
     assert_eq!(subjects.len(), 7);
@@ -616,7 +635,7 @@ async fn no_marker_leaks_beyond_the_policy() {
     let other_keys_dir = TempDir::new("leak-hunt-keys").unwrap();
     let other_keys = DevKeyring::open_or_create(other_keys_dir.path()).unwrap();
     let hour = Duration::from_secs(3600);
-    let mut secrets: Vec<String> = Vec::new();
+    let mut secrets: Vec<String> = vec![collector_token.clone()];
     let caller_token = |caller: &str, secrets: &mut Vec<String>| {
         let t = h.keys.caller_token(caller, hour).unwrap();
         secrets.push(t.clone());

@@ -1,13 +1,14 @@
 //! The `audit` and `metrics` sections: where access spans go, what happens when they
 //! cannot, and where Prometheus scrapes.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ConfigError;
+use crate::{CollectorHeaderConfig, ConfigError};
 
 /// The audit trail: one OpenTelemetry span per access, exported over OTLP/gRPC.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -23,6 +24,13 @@ pub struct AuditConfig {
     /// Default: the Mozilla roots and the endpoint's host name, no client certificate.
     #[serde(default)]
     pub tls: Option<CollectorTlsConfig>,
+    /// Metadata sent with every export request, by name: what a hosted collector or one
+    /// that authenticates its clients requires (`authorization`, `x-honeycomb-team`) or a
+    /// tenant id (`x-scope-orgid`). Each value is `file:` (credentials: a mounted Secret,
+    /// watched) or `value:` (what is not secret). A credential is refused inline, and
+    /// refused over a cleartext endpoint that is not on loopback. Default none.
+    #[serde(default)]
+    pub headers: BTreeMap<String, CollectorHeaderConfig>,
     /// `strict` (default): a call whose access span cannot be queued for export is refused
     /// `UNAVAILABLE`, so nothing is served unaudited. `relaxed`: the call is served and the
     /// lost span counted (`discreet_audit_spans_dropped_total`).
@@ -227,6 +235,7 @@ impl AuditConfig {
         if self.endpoint_is_tls() {
             self.check_server_name()?;
         }
+        self.check_headers()?;
         if self.key_file.as_os_str().is_empty() {
             return refuse("key_file", "is empty; expected a file path".into());
         }

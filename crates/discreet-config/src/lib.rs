@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod collector_headers;
 mod duration;
 mod error;
 mod identity;
@@ -27,6 +28,10 @@ mod upstream;
 mod validate;
 
 pub use audit::{AuditConfig, AuditModeConfig, CollectorTlsConfig, MetricsConfig};
+pub use collector_headers::{
+    CollectorHeaderConfig, MAX_COLLECTOR_HEADER_BYTES, MAX_COLLECTOR_HEADERS,
+    collector_header_value_problem,
+};
 pub use error::ConfigError;
 pub use limits::{AdaptiveConcurrency, Limits};
 pub use model::{

@@ -32,7 +32,7 @@ impl GatewayConfig {
         Ok(config)
     }
 
-    /// Joins every relative file path (schema, policy, pseudonym secret, TLS, collector TLS, consent keys
+    /// Joins every relative file path (schema, policy, pseudonym secret, TLS, collector TLS and headers, consent keys
     /// and revocation list, service-account keys) onto `dir`; absolute paths are kept.
     /// [`GatewayConfig::load`] does this with the file's directory; callers of
     /// [`GatewayConfig::from_yaml`] do it themselves when the text came from a file.
@@ -53,6 +53,9 @@ impl GatewayConfig {
             tls.ca_file.iter_mut().for_each(join);
             tls.cert_file.iter_mut().for_each(join);
             tls.key_file.iter_mut().for_each(join);
+        }
+        for header in self.audit.headers.values_mut() {
+            header.file.iter_mut().for_each(join);
         }
         if let Some(tls) = &mut self.tls {
             join(&mut tls.cert_file);

@@ -307,3 +307,22 @@ fn spiffe_identity_and_client_certificates_parse() {
         "{e}"
     );
 }
+
+#[test]
+fn validation_error_for_an_audit_header_points_at_it() {
+    let text = common::replacing(
+        "audit:",
+        "audit:\n  endpoint: http://10.0.0.7:4317\n  key_file: keys/audit.key\n  headers:\n    x-scope-orgid: { value: tenant-a }\n    authorization: { file: keys/collector-token }",
+    );
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.line(), Some(16), "{e}");
+    assert_eq!(e.field().as_deref(), Some("audit.headers.authorization"));
+    // Relative header files are relative to the configuration file, as every path is.
+    let text = text.replace("http://10.0.0.7", "https://otlp.example.com");
+    let mut config = parse(&text).unwrap();
+    config.resolve_paths(std::path::Path::new("config"));
+    assert_eq!(
+        config.audit.headers["authorization"].file.as_deref(),
+        Some(std::path::Path::new("config/keys/collector-token"))
+    );
+}

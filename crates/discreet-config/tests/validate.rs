@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use discreet_config::{
-    CollectorTlsConfig, GatewayConfig, IdentityConfig, SpiffeConfig, TlsConfig, Upstream,
+    CollectorHeaderConfig, CollectorTlsConfig, GatewayConfig, IdentityConfig, SpiffeConfig,
+    TlsConfig, Upstream,
 };
 use discreet_consent::{CallerConfig, KeySourceConfig, RevocationSourceConfig, SigningAlgorithm};
 
@@ -668,4 +669,181 @@ fn max_calls_per_caller_at_most_the_concurrency_limit() {
     let mut config = base();
     config.limits.max_calls_per_caller = config.limits.max_concurrent_calls;
     config.validate().unwrap();
+}
+
+fn header(file: Option<&str>, value: Option<&str>) -> CollectorHeaderConfig {
+    CollectorHeaderConfig {
+        file: file.map(PathBuf::from),
+        value: value.map(str::to_owned),
+    }
+}
+
+fn with_header(
+    name: &str,
+    h: CollectorHeaderConfig,
+    endpoint: &str,
+) -> impl FnOnce(&mut GatewayConfig) {
+    let (name, endpoint) = (name.to_owned(), endpoint.to_owned());
+    move |c| {
+        c.audit.endpoint = endpoint;
+        c.audit.headers.insert(name, h);
+    }
+}
+
+#[test]
+fn audit_headers_accepted() {
+    let mut c = base();
+    c.audit.endpoint = "https://otlp.example.com:4317".into();
+    c.audit
+        .headers
+        .insert("authorization".into(), header(Some("token"), None));
+    c.audit
+        .headers
+        .insert("x-scope-orgid".into(), header(None, Some("tenant-a")));
+    c.validate().unwrap();
+    // A credential to a collector in the pod may go in cleartext: it never leaves the host.
+    for endpoint in [
+        "http://127.0.0.1:4317",
+        "http://localhost:4317",
+        "http://[::1]:4317",
+    ] {
+        c.audit.endpoint = endpoint.into();
+        c.validate().unwrap();
+    }
+}
+
+#[test]
+fn audit_header_names_that_cannot_be_sent() {
+    for name in [
+        "Authorization",
+        "x api key",
+        "",
+        "grpc-timeout",
+        "te",
+        "content-type",
+        "trace-bin",
+        ":authority",
+    ] {
+        let mut c = base();
+        with_header(name, header(None, Some("v")), "https://c.example:4317")(&mut c);
+        let err = c.validate().expect_err(name);
+        assert!(
+            err.field().is_some_and(|f| f.starts_with("audit.headers")),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn audit_header_needs_exactly_one_of_file_and_value() {
+    refused(
+        "audit.headers[\"x-scope-orgid\"]",
+        with_header(
+            "x-scope-orgid",
+            header(None, None),
+            "https://c.example:4317",
+        ),
+    );
+    refused(
+        "audit.headers[\"x-scope-orgid\"]",
+        with_header(
+            "x-scope-orgid",
+            header(Some("f"), Some("v")),
+            "https://c.example:4317",
+        ),
+    );
+    refused(
+        "audit.headers[\"x-scope-orgid\"]",
+        with_header(
+            "x-scope-orgid",
+            header(Some(""), None),
+            "https://c.example:4317",
+        ),
+    );
+}
+
+#[test]
+fn audit_header_credential_written_inline_is_refused_without_echoing_it() {
+    for name in [
+        "authorization",
+        "x-api-key",
+        "dd-api-key",
+        "x-auth-token",
+        "x-secret",
+    ] {
+        let mut c = base();
+        with_header(
+            name,
+            header(None, Some("Bearer s3cr3t")),
+            "https://c.example:4317",
+        )(&mut c);
+        let err = c.validate().expect_err(name);
+        assert!(err.to_string().contains("file"), "{err}");
+        assert!(
+            !err.to_string().contains("s3cr3t"),
+            "the value is echoed: {err}"
+        );
+        assert!(
+            !format!("{:?}", c.audit).contains("s3cr3t"),
+            "Debug shows the value"
+        );
+    }
+}
+
+#[test]
+fn audit_header_credential_over_cleartext_beyond_the_pod_is_refused() {
+    refused(
+        "audit.headers.authorization",
+        with_header(
+            "authorization",
+            header(Some("token"), None),
+            "http://10.0.0.7:4317",
+        ),
+    );
+    refused(
+        "audit.headers.authorization",
+        with_header(
+            "authorization",
+            header(Some("token"), None),
+            "http://otel-agent.observability:4317",
+        ),
+    );
+}
+
+#[test]
+fn audit_header_inline_values_that_cannot_be_sent() {
+    for value in ["", " padded", "line\nbreak", "caf\u{e9}"] {
+        let mut c = base();
+        with_header(
+            "x-scope-orgid",
+            header(None, Some(value)),
+            "https://c.example:4317",
+        )(&mut c);
+        let err = c.validate().expect_err(value);
+        assert_eq!(
+            err.field().as_deref(),
+            Some("audit.headers[\"x-scope-orgid\"]"),
+            "{err}"
+        );
+    }
+    let long = "a".repeat(discreet_config::MAX_COLLECTOR_HEADER_BYTES + 1);
+    refused(
+        "audit.headers[\"x-scope-orgid\"]",
+        with_header(
+            "x-scope-orgid",
+            header(None, Some(&long)),
+            "https://c.example:4317",
+        ),
+    );
+}
+
+#[test]
+fn audit_headers_at_most_32() {
+    refused("audit.headers", |c| {
+        for i in 0..=discreet_config::MAX_COLLECTOR_HEADERS {
+            c.audit
+                .headers
+                .insert(format!("x-h{i}"), header(None, Some("v")));
+        }
+    });
 }

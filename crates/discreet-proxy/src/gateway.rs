@@ -14,7 +14,8 @@ use tonic_health::ServingStatus;
 use discreet_telemetry::SpanIds;
 
 use crate::{
-    Clock, DecisionIds, access::AuditState, caller::CallerAuth, collector_tls::CollectorTlsState,
+    Clock, DecisionIds, access::AuditState, caller::CallerAuth,
+    collector_headers::CollectorHeadersState, collector_tls::CollectorTlsState,
     local::LocalServices, plans::PlanCache, policy_state::PolicyState, route::MethodTable, server,
     service::Core, shadow::ShadowPolicy, tls::TlsServer, upstream::UpstreamClient,
 };
@@ -58,6 +59,7 @@ pub struct Gateway {
     shadow_watch: Option<JoinHandle<()>>,
     tls_watch: Option<JoinHandle<()>>,
     collector_tls_watch: Option<JoinHandle<()>>,
+    collector_headers_watch: Option<JoinHandle<()>>,
     /// The embedded store and what stops it: only after the gateway has drained, since
     /// the calls being drained still read from it.
     embedded: Option<(JoinHandle<()>, watch::Sender<bool>)>,
@@ -112,6 +114,7 @@ impl Gateway {
         } else {
             None
         };
+        let collector_headers = CollectorHeadersState::load(&config.audit.headers)?;
         let (trail, audit_export) = discreet_telemetry::AuditTrail::start(
             &discreet_telemetry::ExportSettings {
                 endpoint: config.audit.endpoint.clone(),
@@ -131,6 +134,9 @@ impl Gateway {
                 service_name: config.audit.service_name.clone(),
                 service_instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned()),
                 tls: collector_tls.as_ref().map(CollectorTlsState::exporter_tls),
+                headers: collector_headers
+                    .as_ref()
+                    .map(CollectorHeadersState::exporter_headers),
             },
             Arc::clone(&metrics.audit),
         )?;
@@ -253,6 +259,8 @@ impl Gateway {
             .map(|tls| Arc::clone(tls).watch(POLICY_POLL, Arc::clone(&metrics)));
         let collector_tls_watch =
             collector_tls.and_then(|tls| tls.watch(POLICY_POLL, Arc::clone(&metrics)));
+        let collector_headers_watch =
+            collector_headers.and_then(|headers| headers.watch(POLICY_POLL));
         let shadow_watch = shadow.map(|shadow| {
             let m = Arc::clone(&metrics);
             m.set_shadow_policy_version(&shadow.state.current().version);
@@ -286,6 +294,8 @@ impl Gateway {
             // The host only: an endpoint URL could carry a credential.
             audit.collector = %config.audit.endpoint_host().map_or("?", |h| h),
             audit.tls = config.audit.endpoint_is_tls(),
+            // The names only: the values may be credentials.
+            audit.headers = %config.audit.headers.keys().map(String::as_str).collect::<Vec<_>>().join(","),
             "discreet gateway serving"
         );
         Ok(Gateway {
@@ -298,6 +308,7 @@ impl Gateway {
             shadow_watch,
             tls_watch,
             collector_tls_watch,
+            collector_headers_watch,
             embedded,
             metrics_addr,
             audit_export,
@@ -337,6 +348,7 @@ impl Gateway {
             self.shadow_watch,
             self.tls_watch,
             self.collector_tls_watch,
+            self.collector_headers_watch,
         ]
         .into_iter()
         .flatten()

@@ -25,6 +25,7 @@ mod batch;
 mod body;
 mod caller;
 mod caller_share;
+mod collector_headers;
 mod collector_tls;
 mod enforce;
 mod file_watch;

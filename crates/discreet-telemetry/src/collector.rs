@@ -17,6 +17,7 @@ use std::{
 };
 
 use bytes::{Buf, BufMut};
+use http::HeaderMap;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tokio::net::TcpStream;
@@ -47,10 +48,25 @@ impl std::fmt::Debug for CollectorTls {
     }
 }
 
+/// Metadata sent with every export request (`audit.headers`): credentials a collector
+/// checks, a tenant id. Looked up for each request, so a rotated token applies from the
+/// next one. Values that are credentials should be marked sensitive
+/// (`HeaderValue::set_sensitive`): h2 then never enters them in its HPACK table.
+#[derive(Clone)]
+pub struct CollectorHeaders(pub Arc<dyn Fn() -> Arc<http::HeaderMap> + Send + Sync>);
+
+impl std::fmt::Debug for CollectorHeaders {
+    // Never the values: they are credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries((self.0)().keys()).finish()
+    }
+}
+
 /// A connection to the collector (re-established by tonic when it drops).
 #[derive(Debug, Clone)]
 pub(crate) struct CollectorClient {
     grpc: tonic::client::Grpc<Channel>,
+    headers: Option<CollectorHeaders>,
 }
 
 /// What the collector said of one export request that it answered.
@@ -69,6 +85,7 @@ impl CollectorClient {
         endpoint: &str,
         timeout: Duration,
         tls: Option<CollectorTls>,
+        headers: Option<CollectorHeaders>,
     ) -> Result<Self, String> {
         let https = endpoint.strip_prefix("https://");
         let invalid = |e: &dyn std::fmt::Display| format!("audit endpoint {endpoint}: {e}");
@@ -107,6 +124,7 @@ impl CollectorClient {
         };
         Ok(CollectorClient {
             grpc: tonic::client::Grpc::new(channel),
+            headers,
         })
     }
 
@@ -115,10 +133,17 @@ impl CollectorClient {
         self.grpc.ready().await.map_err(|e| {
             Status::unavailable(format!("collector not reachable: {}", error_chain(&e)))
         })?;
+        let mut request = tonic::Request::new(request);
+        if let Some(headers) = &self.headers {
+            // tonic leaves out names it sets itself (`te`, `content-type`...); validation
+            // refuses them before they get here.
+            *request.metadata_mut() =
+                tonic::metadata::MetadataMap::from_headers(HeaderMap::clone(&(headers.0)()));
+        }
         let response = self
             .grpc
             .unary(
-                tonic::Request::new(request),
+                request,
                 http::uri::PathAndQuery::from_static(EXPORT_PATH),
                 ExportCodec,
             )
@@ -286,6 +311,7 @@ mod tests {
             &receiver.endpoint(),
             Duration::from_secs(2),
             Some(trusting("renewed-ca-cert.pem")),
+            None,
         )
         .unwrap();
         let status = client.export(bytes::Bytes::new()).await.unwrap_err();
@@ -302,9 +328,59 @@ mod tests {
             &receiver.endpoint(),
             Duration::from_secs(2),
             Some(trusting("ca-cert.pem")),
+            None,
         )
         .unwrap();
         client.export(bytes::Bytes::new()).await.unwrap();
+    }
+
+    fn bearer(token: &str) -> Arc<HeaderMap> {
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        value.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", value);
+        headers.insert("x-scope-orgid", http::HeaderValue::from_static("tenant-a"));
+        Arc::new(headers)
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_headers_as_they_are_at_that_moment() {
+        let receiver =
+            OtlpReceiver::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+                .unwrap();
+        receiver.require_metadata(Some(("authorization", "Bearer one")));
+        let current = Arc::new(std::sync::Mutex::new(bearer("one")));
+        let source = Arc::clone(&current);
+        let headers = CollectorHeaders(Arc::new(move || Arc::clone(&source.lock().unwrap())));
+        assert_eq!(
+            format!("{headers:?}"),
+            r#"["authorization", "x-scope-orgid"]"#,
+            "Debug must name the headers, never their values"
+        );
+        let mut client = CollectorClient::new(
+            &receiver.endpoint(),
+            Duration::from_secs(2),
+            None,
+            Some(headers),
+        )
+        .unwrap();
+        client.export(bytes::Bytes::new()).await.unwrap();
+        assert_eq!(receiver.requests().len(), 1);
+
+        // The collector moves to a new token: refused until the exporter has it too.
+        receiver.require_metadata(Some(("authorization", "Bearer two")));
+        let status = client.export(bytes::Bytes::new()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        *current.lock().unwrap() = bearer("two");
+        client.export(bytes::Bytes::new()).await.unwrap();
+        assert_eq!(receiver.requests().len(), 2);
+
+        // Without headers, nothing gets in.
+        let mut bare =
+            CollectorClient::new(&receiver.endpoint(), Duration::from_secs(2), None, None).unwrap();
+        let status = bare.export(bytes::Bytes::new()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        assert_eq!(receiver.requests().len(), 2);
     }
 
     #[test]
@@ -313,6 +389,7 @@ mod tests {
             "https://collector.example:4317",
             Duration::from_secs(1),
             None,
+            None,
         )
         .unwrap_err();
         assert!(e.contains("needs TLS settings"), "{e}");
@@ -320,6 +397,7 @@ mod tests {
             "http://collector.example:4317",
             Duration::from_secs(1),
             Some(trusting("ca-cert.pem")),
+            None,
         )
         .unwrap_err();
         assert!(e.contains("cleartext"), "{e}");

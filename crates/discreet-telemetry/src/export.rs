@@ -18,7 +18,7 @@ use std::{
 use tokio::sync::{Notify, mpsc};
 
 use crate::{
-    collector::{CollectorClient, CollectorTls},
+    collector::{CollectorClient, CollectorHeaders, CollectorTls},
     metrics::AuditCounters,
     otlp::ExportPrefix,
     record::{AccessRecord, SubjectEvent},
@@ -72,6 +72,8 @@ pub struct ExportSettings {
     pub service_instance: String,
     /// TLS for an `https://` endpoint (and only for one).
     pub tls: Option<CollectorTls>,
+    /// Metadata for every export request (credentials, a tenant id).
+    pub headers: Option<CollectorHeaders>,
 }
 
 /// The queue's sending side, shared by all calls.
@@ -110,6 +112,7 @@ impl AuditTrail {
             &settings.endpoint,
             settings.export_timeout,
             settings.tls.clone(),
+            settings.headers.clone(),
         )?;
         let prefix = ExportPrefix::new(
             &[
@@ -540,6 +543,7 @@ mod tests {
             service_name: "test".into(),
             service_instance: "test-1".into(),
             tls: None,
+            headers: None,
         }
     }
 

@@ -30,7 +30,7 @@ pub use record::{AccessRecord, FieldLists, ShadowOutcome, SubjectEvent, push_uni
 pub use trace_context::{SpanIds, TraceContext};
 
 #[cfg(feature = "export")]
-pub use collector::CollectorTls;
+pub use collector::{CollectorHeaders, CollectorTls};
 #[cfg(feature = "export")]
 pub use export::{AuditMode, AuditSlot, AuditTrail, AuditUnavailable, ExportSettings};
 #[cfg(feature = "export")]

@@ -22,10 +22,13 @@ use opentelemetry_proto::tonic::{
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-/// What the receiver has been sent.
+/// What the receiver has been sent, and the metadata it requires of a request.
 #[derive(Debug, Default, Clone)]
 struct Received {
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    /// A name and the value a request must carry under it, as a collector that checks a
+    /// bearer token or an API key does.
+    required: Arc<Mutex<Option<(String, String)>>>,
 }
 
 #[tonic::async_trait]
@@ -34,6 +37,20 @@ impl TraceService for Received {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let required = self
+            .required
+            .lock()
+            .map_err(|_| tonic::Status::internal("receiver state poisoned"))?
+            .clone();
+        if let Some((name, value)) = required {
+            let sent = request.metadata().get(name.as_str()).map(|v| v.as_bytes());
+            if sent != Some(value.as_bytes()) {
+                // As a collector answers: the name, never what was sent.
+                return Err(tonic::Status::unauthenticated(format!(
+                    "missing or wrong {name}"
+                )));
+            }
+        }
         let mut requests = self
             .requests
             .lock()
@@ -176,6 +193,14 @@ impl OtlpReceiver {
         let listener = TcpListener::bind(self.addr).await?;
         self.serve(listener);
         Ok(())
+    }
+
+    /// From now on, refuses (`UNAUTHENTICATED`) export requests that do not carry `value`
+    /// under metadata `name`; `None`: accepts every request again.
+    pub fn require_metadata(&self, required: Option<(&str, &str)>) {
+        if let Ok(mut r) = self.received.required.lock() {
+            *r = required.map(|(n, v)| (n.to_owned(), v.to_owned()));
+        }
     }
 
     /// Every export request received so far.

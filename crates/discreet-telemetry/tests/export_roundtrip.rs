@@ -21,6 +21,7 @@ fn settings(endpoint: String, mode: AuditMode, queue: usize) -> ExportSettings {
         service_name: "discreet".into(),
         service_instance: "test".into(),
         tls: None,
+        headers: None,
     }
 }
 

@@ -80,6 +80,7 @@ fn settings(endpoint: String, tls: CollectorTls) -> ExportSettings {
         service_name: "discreet".into(),
         service_instance: "test".into(),
         tls: Some(tls),
+        headers: None,
     }
 }
 
