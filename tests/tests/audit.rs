@@ -828,7 +828,7 @@ async fn spans_reach_an_https_collector_and_a_replaced_ca_bundle_applies_without
     assert!(
         metric(
             &h,
-            "discreet_tls_certificate_reloads_total{result=\"applied\"}"
+            "discreet_tls_certificate_reloads_total{files=\"collector\",result=\"applied\"}"
         )
         .await
             >= 1

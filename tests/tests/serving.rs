@@ -537,7 +537,7 @@ async fn serves_a_renewed_certificate_without_a_restart() {
     assert_eq!(
         metric(
             &h,
-            "discreet_tls_certificate_reloads_total{result=\"applied\"}"
+            "discreet_tls_certificate_reloads_total{files=\"serving\",result=\"applied\"}"
         )
         .await,
         1
@@ -545,7 +545,7 @@ async fn serves_a_renewed_certificate_without_a_restart() {
     assert_eq!(
         metric(
             &h,
-            "discreet_tls_certificate_reloads_total{result=\"rejected\"}"
+            "discreet_tls_certificate_reloads_total{files=\"serving\",result=\"rejected\"}"
         )
         .await,
         0
@@ -558,7 +558,7 @@ async fn serves_a_renewed_certificate_without_a_restart() {
     let refused_by = Instant::now() + Duration::from_secs(10);
     while metric(
         &h,
-        "discreet_tls_certificate_reloads_total{result=\"rejected\"}",
+        "discreet_tls_certificate_reloads_total{files=\"serving\",result=\"rejected\"}",
     )
     .await
         == 0
@@ -674,8 +674,9 @@ async fn an_updated_client_ca_bundle_applies_without_a_restart() {
     })
     .await
     .unwrap();
-    let reloads =
-        |result: &str| format!("discreet_tls_certificate_reloads_total{{result=\"{result}\"}}");
+    let reloads = |result: &str| {
+        format!("discreet_tls_certificate_reloads_total{{files=\"client_ca\",result=\"{result}\"}}")
+    };
     call_with_client_certificate(&h, Some("client-recommender"))
         .await
         .unwrap();

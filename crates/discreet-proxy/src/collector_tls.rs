@@ -13,7 +13,7 @@ use std::{path::PathBuf, sync::Arc};
 use discreet_config::CollectorTlsConfig;
 use discreet_telemetry::{
     CollectorTls,
-    metrics::{GatewayMetrics, ResultLabels},
+    metrics::{GatewayMetrics, ReloadLabels},
 };
 use rustls::{
     SignatureScheme, client::ResolvesClientCert, crypto::CryptoProvider, sign::CertifiedKey,
@@ -119,7 +119,10 @@ impl CollectorTlsState {
         let count = |result: &'static str| {
             metrics
                 .tls_certificate_reloads
-                .get_or_create(&ResultLabels { result })
+                .get_or_create(&ReloadLabels {
+                    files: "collector",
+                    result,
+                })
                 .inc();
         };
         match reloaded {

@@ -60,9 +60,9 @@ pub struct Gateway {
     tls_watch: Option<JoinHandle<()>>,
     collector_tls_watch: Option<JoinHandle<()>>,
     collector_headers_watch: Option<JoinHandle<()>>,
-    /// The embedded store and what stops it: only after the gateway has drained, since
-    /// the calls being drained still read from it.
-    embedded: Option<(JoinHandle<()>, watch::Sender<bool>)>,
+    /// The embedded store: stopped only after the gateway has drained, since the calls
+    /// being drained still read from it.
+    embedded: Option<EmbeddedStore>,
     metrics_addr: Option<SocketAddr>,
     audit_export: JoinHandle<()>,
 }
@@ -168,10 +168,8 @@ impl Gateway {
         let (stop, stop_rx) = watch::channel(false);
         let (upstream_addr, connect_timeout, embedded) = match &config.upstream {
             Upstream::Embedded { profiles } => {
-                let (store_stop, store_stop_rx) = watch::channel(false);
-                let (addr, task) =
-                    start_embedded(*profiles, options.clock.now(), store_stop_rx).await?;
-                (addr, Duration::from_secs(2), Some((task, store_stop)))
+                let (addr, store) = EmbeddedStore::start(*profiles, options.clock.now()).await?;
+                (addr, Duration::from_secs(2), Some(store))
             }
             Upstream::Remote {
                 address,
@@ -245,6 +243,16 @@ impl Gateway {
             .reporter
             .set_service_status("", ServingStatus::Serving)
             .await;
+        // Everything that can fail is done before the first task below is spawned: a start
+        // that fails leaves no watcher, no metrics endpoint and no server behind (the
+        // embedded store stops when dropped, the consent sources' tasks likewise).
+        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let workers = server::start_workers(serving_threads, tls.clone(), &core, &config.limits)?;
         let policy_watch = config.policy.watch.then(|| {
             let m = Arc::clone(&metrics);
             Arc::clone(&policy).watch(POLICY_POLL, "policy", move |active, applied| {
@@ -268,21 +276,14 @@ impl Gateway {
                 m.set_shadow_policy_version(&active.version);
             })
         });
-        let metrics_addr = match metrics_listener {
-            Some(listener) => {
-                let addr = listener.local_addr().map_err(|e| e.to_string())?;
-                tokio::spawn(crate::admin::serve_metrics(
-                    listener,
-                    Arc::clone(&core),
-                    stop.subscribe(),
-                ));
-                Some(addr)
-            }
-            None => None,
-        };
-        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        if let Some(listener) = metrics_listener {
+            tokio::spawn(crate::admin::serve_metrics(
+                listener,
+                Arc::clone(&core),
+                stop.subscribe(),
+            ));
+        }
         let mut shutdown = stop_rx;
-        let workers = server::start_workers(serving_threads, tls, &core, &config.limits)?;
         let server = tokio::spawn(server::serve(listener, workers, async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         }));
@@ -357,9 +358,8 @@ impl Gateway {
         }
         // The calls in flight are drained (or cut at the grace period): now the embedded
         // store may go. Stopped together, its own graceful shutdown raced the drain.
-        if let Some((task, stop)) = self.embedded {
-            let _ = stop.send(true);
-            let _ = task.await;
+        if let Some(store) = self.embedded {
+            store.stop().await;
         }
         // The last spans: the export task ends once every sender (the core's trail) is
         // gone and the queue is drained; a collector that is away cannot hold the
@@ -419,26 +419,59 @@ fn load_schema(config: &GatewayConfig) -> Result<Schema, String> {
 /// The reference store, in-process on a loopback port: the quick start and tests get a
 /// real gRPC upstream without a second process. Its records are dated relative to the
 /// gateway's clock, so the demo shows the same ages and freshness on any day.
-async fn start_embedded(
-    profiles: usize,
-    now: i64,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(String, JoinHandle<()>), String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("embedded store: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let store =
-        profile_store::ProfileStore::new(profile_store::Dataset::generate_at(profiles, now));
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = profile_store::serve(store, listener, shutdown).await {
-            tracing::error!(error = %e, "embedded profile store stopped");
+/// The embedded reference store, serving on a loopback port. Dropped without [`stop`]
+/// (a start-up that fails after it started), it is stopped at once, so a failed start
+/// leaves no store listening.
+///
+/// [`stop`]: EmbeddedStore::stop
+#[derive(Debug)]
+struct EmbeddedStore {
+    task: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl EmbeddedStore {
+    /// Generates `profiles` profiles as of `now` and serves them; returns the address.
+    async fn start(profiles: usize, now: i64) -> Result<(String, EmbeddedStore), String> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("embedded store: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let store =
+            profile_store::ProfileStore::new(profile_store::Dataset::generate_at(profiles, now));
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = profile_store::serve(store, listener, shutdown).await {
+                tracing::error!(error = %e, "embedded profile store stopped");
+            }
+        });
+        Ok((
+            addr.to_string(),
+            EmbeddedStore {
+                task: Some(task),
+                stop,
+            },
+        ))
+    }
+
+    /// Stops gracefully: calls still being answered finish.
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
         }
-    });
-    Ok((addr.to_string(), task))
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 /// The concurrency limit: fixed at `max_concurrent_calls`, or adaptive below it.
@@ -457,4 +490,36 @@ fn admission(
         settings
     });
     crate::admission::Admission::new(limits.max_concurrent_calls, settings, Arc::clone(metrics))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// Whether something accepts connections on `addr` within a second.
+    async fn listening(addr: &str) -> bool {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn an_embedded_store_dropped_by_a_failed_start_stops_listening() {
+        let (addr, store) = EmbeddedStore::start(5, 0).await.unwrap();
+        tokio::net::TcpStream::connect(&addr).await.unwrap();
+        drop(store);
+        assert!(!listening(&addr).await, "the store still listens on {addr}");
+    }
+
+    #[tokio::test]
+    async fn an_embedded_store_stopped_gracefully_stops_listening() {
+        let (addr, store) = EmbeddedStore::start(5, 0).await.unwrap();
+        store.stop().await;
+        assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+    }
 }

@@ -12,7 +12,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 use discreet_config::TlsConfig;
-use discreet_telemetry::metrics::{GatewayMetrics, ResultLabels};
+use discreet_telemetry::metrics::{GatewayMetrics, ReloadLabels};
 use rustls::{
     crypto::CryptoProvider,
     server::{ClientHello, ResolvesServerCert, danger::ClientCertVerifier},
@@ -167,7 +167,7 @@ impl TlsServer {
         match self.certificate.reload() {
             CertificateReload::Unchanged => {}
             CertificateReload::Loaded { not_after } => {
-                count(metrics, "applied");
+                count(metrics, "serving", "applied");
                 metrics.set_tls_certificate_expiry(cert_file, not_after);
                 tracing::info!(
                     tls.cert_file = %cert_file.display(),
@@ -176,7 +176,7 @@ impl TlsServer {
                 );
             }
             CertificateReload::Rejected(message) => {
-                count(metrics, "rejected");
+                count(metrics, "serving", "rejected");
                 tracing::error!(
                     "TLS certificate and key rejected, keeping the pair serving now: {message}"
                 );
@@ -192,14 +192,14 @@ impl TlsServer {
         match watched.reload(|c| mutual_tls_config(&self.certificate, file, c)) {
             FileReload::Unchanged => {}
             FileReload::Loaded(_) => {
-                count(metrics, "applied");
+                count(metrics, "client_ca", "applied");
                 tracing::info!(
                     tls.client_ca_file = %file.display(),
                     "client CAs reloaded; new connections are verified against them"
                 );
             }
             FileReload::Rejected(message) => {
-                count(metrics, "rejected");
+                count(metrics, "client_ca", "rejected");
                 tracing::error!("client CAs rejected, keeping those in force: {message}");
             }
         }
@@ -216,10 +216,10 @@ fn mutual_tls_config(
     server_config(certificate, Some(verifier))
 }
 
-fn count(metrics: &GatewayMetrics, result: &'static str) {
+fn count(metrics: &GatewayMetrics, files: &'static str, result: &'static str) {
     metrics
         .tls_certificate_reloads
-        .get_or_create(&ResultLabels { result })
+        .get_or_create(&ReloadLabels { files, result })
         .inc();
 }
 

@@ -47,6 +47,15 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// Which TLS files a reload was of (`serving`: the certificate and key callers are
+/// served; `client_ca`: the client CA bundle; `collector`: the collector's CA bundle and
+/// client certificate), and its result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub files: &'static str,
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FileLabels {
     file: String,
@@ -103,7 +112,7 @@ pub struct GatewayMetrics {
     pub policy_reloads: Family<ResultLabels, Counter>,
     /// Reloads of TLS files by result (applied, rejected): the serving certificate and key,
     /// the client CA bundle, the collector's CA bundle and client certificate.
-    pub tls_certificate_reloads: Family<ResultLabels, Counter>,
+    pub tls_certificate_reloads: Family<ReloadLabels, Counter>,
     /// `notAfter` of each certificate the gateway presents (serving, collector client), by
     /// file; no series without TLS.
     tls_certificate_expiry: Family<FileLabels, Gauge>,
@@ -183,10 +192,10 @@ impl GatewayMetrics {
             "Policy file reloads by result (applied, rejected)",
             policy_reloads.clone(),
         );
-        let tls_certificate_reloads = Family::<ResultLabels, Counter>::default();
+        let tls_certificate_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "tls_certificate_reloads",
-            "TLS file reloads (certificate and key, client CA bundle, collector CA bundle and client certificate) by result (applied, rejected: what was in force stays in use)",
+            "TLS file reloads by files (serving: certificate and key; client_ca: client CA bundle; collector: collector CA bundle and client certificate) and result (applied, rejected: what was in force stays in use)",
             tls_certificate_reloads.clone(),
         );
         let tls_certificate_expiry = Family::<FileLabels, Gauge>::default();
@@ -302,8 +311,13 @@ impl GatewayMetrics {
         // Both results exist from the start, so `rate()` and alerts see a zero rather
         // than no series until the first reload.
         for result in ["applied", "rejected"] {
-            for family in [&policy_reloads, &tls_certificate_reloads] {
-                family.get_or_create(&ResultLabels { result }).inc_by(0);
+            policy_reloads
+                .get_or_create(&ResultLabels { result })
+                .inc_by(0);
+            for files in ["serving", "client_ca", "collector"] {
+                tls_certificate_reloads
+                    .get_or_create(&ReloadLabels { files, result })
+                    .inc_by(0);
             }
         }
         GatewayMetrics {
