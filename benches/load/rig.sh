@@ -40,7 +40,9 @@ echo "   gateway build: $gateway_build"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  # nginx removes its pid file as it exits (it may already be going): read it quietly.
+  local nginx_pid
+  nginx_pid=$(cat "$work/nginx.pid" 2>/dev/null) && kill "$nginx_pid" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM

@@ -8,7 +8,7 @@
 #   benches/load/run.sh --smoke    tiny counts, to check the rig works
 #
 # Environment: PGO=1 (the gateway built as the image builds it, deploy/pgo-build.sh; the
-# plain release build otherwise), DISCREET_BIN (any other gateway binary), SCENARIOS (a subset, see below), PERF=1 (profile Discreet's GetProfile saturation run with perf; PERF_CALL_GRAPH=dwarf for whole stacks), DURATION (seconds per saturation run, default 10), CLIENTS and STREAMS
+# plain release build otherwise), DISCREET_BIN (any other gateway binary), SCENARIOS (a subset, see below), PERF=1 (profile Discreet with perf during PERF_SCENARIO, default get-saturation; PERF_CALL_GRAPH=dwarf for whole stacks), DURATION (seconds per saturation run, default 10), CLIENTS and STREAMS
 # (h2load -c and -m, default 8 and 16), RATE_SHARE (fixed rate as a share of nginx's
 # saturation, default 0.3), OUT (raw output directory, default target/load/<time>).
 #
@@ -38,19 +38,28 @@ printf 'scenario\ttarget\trps\tp50_us\tp99_us\tp999_us\tcpu_us_per_req\tpeak_rss
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 
 
+# PERF=1: sample Discreet's stacks during one scenario's run (PERF_SCENARIO, default
+# get-saturation; get-new-token and the other drive scenarios work too) with perf record;
+# `perf report -i OUT/discreet.perf.data` or a flame graph from `perf script`.
+# PERF_CALL_GRAPH=dwarf gives whole stacks from a release build without frame pointers.
+perf_pid=
+perf_start() { # scenario
+  if [ "${PERF:-0}" = 1 ] && [ "$1" = "${PERF_SCENARIO:-get-saturation}" ]; then
+    perf record -F 999 --call-graph "${PERF_CALL_GRAPH:-fp}" -p "$discreet_pid" -o "$out/discreet.perf.data" >"$out/perf.log" 2>&1 &
+    perf_pid=$!
+  fi
+}
+perf_stop() {
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=; fi
+}
+
 # Saturation: fixed concurrency for DURATION seconds (smoke: 200 requests).
 saturate() { # scenario target method body headers
   local scenario=$1 target=$2 method=$3 raw="$out/$1.$2.h2load.txt"
   local -a args
   mapfile -d '' args < <(h2load_args "$4" "$5")
-  local before after perf_pid=
-  # PERF=1: sample Discreet's stacks during its GetProfile saturation run (perf record;
-  # `perf report -i OUT/discreet.perf.data` or a flame graph from `perf script`).
-  # PERF_CALL_GRAPH=dwarf gives whole stacks from a release build without frame pointers.
-  if [ "${PERF:-0}" = 1 ] && [ "$target" = discreet ] && [ "$scenario" = get-saturation ]; then
-    perf record -F 999 --call-graph "${PERF_CALL_GRAPH:-fp}" -p "$discreet_pid" -o "$out/discreet.perf.data" >"$out/perf.log" 2>&1 &
-    perf_pid=$!
-  fi
+  local before after
+  if [ "$target" = discreet ]; then perf_start "$scenario"; fi
   before=$(cpu_ticks "$target")
   if $smoke; then
     h2load -n 200 -c 2 -m 4 "${args[@]}" "http://127.0.0.1:${port[$target]}$svc/$method" >"$raw"
@@ -63,7 +72,7 @@ saturate() { # scenario target method body headers
       "http://127.0.0.1:${port[$target]}$svc/$method" >"$raw"
   fi
   after=$(cpu_ticks "$target")
-  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  perf_stop
   local rps done failed
   rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$raw")
   done=$(awk '/^requests:/ {print $8}' "$raw")
@@ -107,9 +116,11 @@ drive() { # scenario method body headers [--fresh-consent keys]
   $smoke && n=200
   local before after
   before=$(cpu_ticks discreet)
+  perf_start "$scenario"
   "$bin/discreet-load" drive --target "127.0.0.1:$discreet_port" --method "$svc/$method" \
     --body "$work/$body" --headers "$work/$headers" --requests "$n" \
     --connections "$clients" --streams "$streams" "$@" >"$raw"
+  perf_stop
   after=$(cpu_ticks discreet)
   local line rps ok failed
   line=$(cat "$raw")
