@@ -1289,6 +1289,7 @@ fn url_keys(url: String) -> KeySourceConfig {
     KeySourceConfig {
         file: None,
         url: Some(url),
+        allow_cleartext: false,
         refresh_interval: REFRESH,
         unknown_kid_min_interval: REFRESH,
         max_staleness: STALENESS,

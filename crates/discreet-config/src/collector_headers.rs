@@ -4,7 +4,6 @@
 //!
 //! Credentials come from files, never from this configuration (a ConfigMap that many can
 //! read), and never over cleartext beyond the node: the validation below refuses both.
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -152,10 +151,8 @@ impl AuditConfig {
     /// Whether the endpoint's host is a loopback address or `localhost`: a collector in
     /// the pod.
     fn endpoint_is_loopback(&self) -> bool {
-        self.endpoint_host().is_some_and(|host| {
-            host.eq_ignore_ascii_case("localhost")
-                || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        })
+        self.endpoint_host()
+            .is_some_and(discreet_consent::is_loopback_host)
     }
 }
 

@@ -847,3 +847,33 @@ fn audit_headers_at_most_32() {
         }
     });
 }
+
+/// Keys or a revocation list fetched over cleartext from off the pod could be swapped by
+/// anyone on the path: refused unless the operator says a mesh protects the connection.
+#[test]
+fn key_and_revocation_urls_in_cleartext_off_loopback() {
+    refused("identity.service_account.keys", |c| {
+        let mut sa = service_account();
+        sa.keys.file = None;
+        sa.keys.url = Some("http://kubernetes.default.svc/openid/v1/jwks".into());
+        c.identity = IdentityConfig::ServiceAccount(sa);
+    });
+    refused("consent.keys", |c| {
+        c.consent.keys.file = None;
+        c.consent.keys.url = Some("http://consent.example/jwks.json".into());
+    });
+    refused("consent.revocation", |c| {
+        let mut r = RevocationSourceConfig::file("r.json");
+        r.file = None;
+        r.url = Some("http://consent.example/revocations.json".into());
+        c.consent.revocation = Some(r);
+    });
+    // On loopback, or with the mesh's word for it, accepted.
+    let mut c = base();
+    c.consent.keys.file = None;
+    c.consent.keys.url = Some("http://127.0.0.1:8080/jwks.json".into());
+    c.validate().unwrap();
+    c.consent.keys.url = Some("http://consent.example/jwks.json".into());
+    c.consent.keys.allow_cleartext = true;
+    c.validate().unwrap();
+}

@@ -52,9 +52,16 @@ pub struct KeySourceConfig {
     /// A JWKS file (watched, and polled every `refresh_interval`). Exactly one of `file`, `url`.
     #[serde(default)]
     pub file: Option<PathBuf>,
-    /// A JWKS URL (`https://…/jwks.json`).
+    /// A JWKS URL (`https://…/jwks.json`). `http://` only to a loopback host, or with
+    /// `allow_cleartext`: whoever can alter a cleartext answer can substitute keys and
+    /// mint any token.
     #[serde(default)]
     pub url: Option<String>,
+    /// Accept an `http://` URL to a host off loopback. Only where something else
+    /// encrypts and authenticates the connection (a service mesh's mutual TLS). Default
+    /// false.
+    #[serde(default)]
+    pub allow_cleartext: bool,
     /// Reload interval. Default `5m`.
     #[serde(default = "default_key_refresh", with = "duration")]
     pub refresh_interval: Duration,
@@ -76,9 +83,16 @@ pub struct RevocationSourceConfig {
     /// A revocation file (watched, plus polled every `poll_interval`).
     #[serde(default)]
     pub file: Option<PathBuf>,
-    /// A revocation URL (polled every `refresh_interval`).
+    /// A revocation URL (polled every `refresh_interval`). `http://` only to a loopback
+    /// host, or with `allow_cleartext`: whoever can alter a cleartext answer can serve an
+    /// empty list and bring withdrawn consent back.
     #[serde(default)]
     pub url: Option<String>,
+    /// Accept an `http://` URL to a host off loopback. Only where something else
+    /// encrypts and authenticates the connection (a service mesh's mutual TLS). Default
+    /// false.
+    #[serde(default)]
+    pub allow_cleartext: bool,
     /// Poll interval for a file, as a fallback to the watcher. Default `250ms`.
     #[serde(default = "default_file_poll", with = "duration")]
     pub poll_interval: Duration,
@@ -163,6 +177,7 @@ impl KeySourceConfig {
         KeySourceConfig {
             file: Some(path.into()),
             url: None,
+            allow_cleartext: false,
             refresh_interval: default_key_refresh(),
             unknown_kid_min_interval: default_unknown_kid(),
             max_staleness: default_key_staleness(),
@@ -177,6 +192,7 @@ impl RevocationSourceConfig {
         RevocationSourceConfig {
             file: Some(path.into()),
             url: None,
+            allow_cleartext: false,
             poll_interval: default_file_poll(),
             watch: true,
             refresh_interval: default_url_poll(),
@@ -219,7 +235,7 @@ impl ConsentConfig {
             return Err(bad("max_token_bytes must be between 256 and 65536"));
         }
         let k = &self.keys;
-        one_location(&k.file, &k.url, "keys")?;
+        one_location(&k.file, &k.url, k.allow_cleartext, "keys")?;
         if k.refresh_interval.is_zero()
             || k.unknown_kid_min_interval.is_zero()
             || k.timeout.is_zero()
@@ -230,7 +246,7 @@ impl ConsentConfig {
             return Err(bad("keys: max_staleness must be at least refresh_interval"));
         }
         if let Some(r) = &self.revocation {
-            one_location(&r.file, &r.url, "revocation")?;
+            one_location(&r.file, &r.url, r.allow_cleartext, "revocation")?;
             if r.poll_interval.is_zero() || r.refresh_interval.is_zero() || r.timeout.is_zero() {
                 return Err(bad("revocation: intervals and timeout must be positive"));
             }
@@ -268,16 +284,55 @@ impl ConsentConfig {
 fn one_location(
     file: &Option<PathBuf>,
     url: &Option<String>,
+    allow_cleartext: bool,
     what: &str,
 ) -> Result<(), ConfigError> {
     match (file, url) {
         (Some(_), None) => Ok(()),
-        (None, Some(u)) if u.starts_with("https://") || u.starts_with("http://") => Ok(()),
-        (None, Some(_)) => Err(ConfigError(format!(
-            "{what}: url must be http:// or https://"
-        ))),
+        (None, Some(u)) => match source_url_problem(u, allow_cleartext) {
+            None => Ok(()),
+            Some(problem) => Err(ConfigError(format!("{what}: url {problem}"))),
+        },
         _ => Err(ConfigError(format!("{what}: set exactly one of file, url"))),
     }
+}
+
+/// Why `url` cannot be a key or revocation source, if it cannot: it must be `https://`,
+/// or `http://` to a loopback host, or `http://` anywhere with `allow_cleartext`. The
+/// message never quotes the URL (a query may carry a credential).
+#[must_use]
+pub fn source_url_problem(url: &str, allow_cleartext: bool) -> Option<String> {
+    let cleartext = url.starts_with("http://");
+    if !cleartext && !url.starts_with("https://") {
+        return Some("must be https:// (or http:// to a loopback host)".into());
+    }
+    let host = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(str::to_owned));
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return Some("is not a URL with a host; expected https://host/path".into());
+    };
+    if cleartext && !allow_cleartext && !is_loopback_host(&host) {
+        return Some(
+            "is http:// to a host off loopback: anyone on the path could change the answer \
+             (substitute keys, or empty the revocation list); expected https://, or \
+             allow_cleartext: true where a service mesh encrypts and authenticates the connection"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Whether `host` (as a URL names it, IPv6 in brackets or not) is `localhost` or a
+/// loopback address: traffic to it never leaves the pod.
+#[must_use]
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Durations as `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
@@ -329,6 +384,30 @@ mod tests {
     }
 
     #[test]
+    fn cleartext_sources_only_on_loopback_or_when_allowed() {
+        for url in [
+            "https://consent.example/jwks.json",
+            "http://127.0.0.1:8080/jwks.json",
+            "http://[::1]:8080/jwks.json",
+            "http://localhost/jwks.json",
+        ] {
+            assert_eq!(source_url_problem(url, false), None, "{url}");
+        }
+        for url in [
+            "http://consent.example/jwks.json",
+            "http://127.0.0.1.example/jwks.json",
+            "http://10.0.0.7/jwks.json",
+            "http://localhost.example/jwks.json",
+        ] {
+            let problem = source_url_problem(url, false).unwrap();
+            assert!(problem.contains("allow_cleartext"), "{url}: {problem}");
+            assert!(!problem.contains("example"), "the URL is quoted: {problem}");
+            assert_eq!(source_url_problem(url, true), None, "{url}");
+        }
+        assert!(source_url_problem("ftp://x/jwks.json", true).is_some());
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(duration::parse("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(duration::parse("5m"), Some(Duration::from_secs(300)));
@@ -364,6 +443,20 @@ mod tests {
                 let mut r = RevocationSourceConfig::file("/r");
                 r.max_staleness = Duration::from_millis(1);
                 c.revocation = Some(r);
+            },
+            |c| {
+                c.keys.file = None;
+                c.keys.url = Some("http://consent.example/jwks.json".into());
+            },
+            |c| {
+                let mut r = RevocationSourceConfig::file("/r");
+                r.file = None;
+                r.url = Some("http://10.0.0.7/revocations.json".into());
+                c.revocation = Some(r);
+            },
+            |c| {
+                c.keys.file = None;
+                c.keys.url = Some("https:///jwks.json".into());
             },
         ];
         for (i, mutate) in cases.into_iter().enumerate() {

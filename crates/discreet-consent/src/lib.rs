@@ -50,6 +50,7 @@ pub use claims::{ConsentGrant, VerifiedConsent};
 pub use config::duration::parse as parse_duration;
 pub use config::{
     CacheConfig, ConfigError, ConsentConfig, KeySourceConfig, RevocationSourceConfig,
+    is_loopback_host, source_url_problem,
 };
 pub use error::{ConsentError, GrpcCode};
 pub use identity::{
