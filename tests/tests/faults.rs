@@ -1290,6 +1290,8 @@ fn url_keys(url: String) -> KeySourceConfig {
         file: None,
         url: Some(url),
         allow_cleartext: false,
+        ca_file: None,
+        bearer_token_file: None,
         refresh_interval: REFRESH,
         unknown_kid_min_interval: REFRESH,
         max_staleness: STALENESS,

@@ -62,12 +62,21 @@ impl GatewayConfig {
             join(&mut tls.key_file);
             tls.client_ca_file.iter_mut().for_each(join);
         }
-        self.consent.keys.file.iter_mut().for_each(join);
+        for keys in [&mut self.consent.keys]
+            .into_iter()
+            .chain(match &mut self.identity {
+                IdentityConfig::ServiceAccount(sa) => Some(&mut sa.keys),
+                _ => None,
+            })
+        {
+            keys.file.iter_mut().for_each(join);
+            keys.ca_file.iter_mut().for_each(join);
+            keys.bearer_token_file.iter_mut().for_each(join);
+        }
         if let Some(revocation) = &mut self.consent.revocation {
             revocation.file.iter_mut().for_each(join);
-        }
-        if let IdentityConfig::ServiceAccount(sa) = &mut self.identity {
-            sa.keys.file.iter_mut().for_each(join);
+            revocation.ca_file.iter_mut().for_each(join);
+            revocation.bearer_token_file.iter_mut().for_each(join);
         }
     }
 }

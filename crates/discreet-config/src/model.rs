@@ -113,6 +113,9 @@ pub enum MethodKind {
 ///   service_account: { issuer: ..., audience: discreet, keys: { file: ... } }
 /// identity: { spiffe: { trust_domain: cluster.local } }   # with tls.client_ca_file
 /// ```
+// Read once at start and never moved on a hot path: boxing the large variant would only
+// make every match on it noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityConfig {
     /// Every caller is this `namespace/name` (development only: nothing is verified).

@@ -226,15 +226,8 @@ fn check_identity(identity: &IdentityConfig) -> Checked {
                     "above 5m weakens expiry; expected at most 300s",
                 );
             }
-            if sa.keys.file.is_some() == sa.keys.url.is_some() {
-                return refuse(&at("keys"), "set exactly one of file, url");
-            }
-            if let Some(problem) =
-                sa.keys.url.as_deref().and_then(|url| {
-                    discreet_consent::source_url_problem(url, sa.keys.allow_cleartext)
-                })
-            {
-                return refuse(&at("keys"), format!("url {problem}"));
+            if let Some(problem) = sa.keys.location_problem() {
+                return refuse(&at("keys"), problem);
             }
         }
     }

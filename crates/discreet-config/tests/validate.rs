@@ -877,3 +877,27 @@ fn key_and_revocation_urls_in_cleartext_off_loopback() {
     c.consent.keys.allow_cleartext = true;
     c.validate().unwrap();
 }
+
+/// The API server's keys straight from it: its CA and the pod's own token.
+#[test]
+fn service_account_keys_from_the_api_server() {
+    let mut c = base();
+    let mut sa = service_account();
+    sa.keys.file = None;
+    sa.keys.url = Some("https://kubernetes.default.svc/openid/v1/jwks".into());
+    sa.keys.ca_file = Some("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt".into());
+    sa.keys.bearer_token_file = Some("/var/run/secrets/kubernetes.io/serviceaccount/token".into());
+    c.identity = IdentityConfig::ServiceAccount(sa.clone());
+    c.validate().unwrap();
+    // A CA bundle or a token with a file source would go unused: refused.
+    refused("identity.service_account.keys", |c| {
+        let mut sa = service_account();
+        sa.keys.ca_file = Some("ca.crt".into());
+        c.identity = IdentityConfig::ServiceAccount(sa);
+    });
+    refused("consent.revocation", |c| {
+        let mut r = RevocationSourceConfig::file("r.json");
+        r.bearer_token_file = Some("token".into());
+        c.consent.revocation = Some(r);
+    });
+}

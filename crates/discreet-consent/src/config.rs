@@ -62,6 +62,19 @@ pub struct KeySourceConfig {
     /// false.
     #[serde(default)]
     pub allow_cleartext: bool,
+    /// CA certificates (PEM) that issue an `https://` source's certificate, when a private
+    /// CA does: the cluster's for the API server's keys
+    /// (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Read at start. Default:
+    /// the Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A file holding a bearer token, sent as `Authorization: Bearer <token>` with every
+    /// request and read again for each (the kubelet renews a projected service-account
+    /// token in place): the API server's `/openid/v1/jwks` asks for one. Only where the
+    /// request cannot be read on the way: `https://`, loopback, or `allow_cleartext`.
+    /// Default none.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
     /// Reload interval. Default `5m`.
     #[serde(default = "default_key_refresh", with = "duration")]
     pub refresh_interval: Duration,
@@ -93,6 +106,19 @@ pub struct RevocationSourceConfig {
     /// false.
     #[serde(default)]
     pub allow_cleartext: bool,
+    /// CA certificates (PEM) that issue an `https://` source's certificate, when a private
+    /// CA does: the cluster's for the API server's keys
+    /// (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Read at start. Default:
+    /// the Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A file holding a bearer token, sent as `Authorization: Bearer <token>` with every
+    /// request and read again for each (the kubelet renews a projected service-account
+    /// token in place): the API server's `/openid/v1/jwks` asks for one. Only where the
+    /// request cannot be read on the way: `https://`, loopback, or `allow_cleartext`.
+    /// Default none.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
     /// Poll interval for a file, as a fallback to the watcher. Default `250ms`.
     #[serde(default = "default_file_poll", with = "duration")]
     pub poll_interval: Duration,
@@ -178,6 +204,8 @@ impl KeySourceConfig {
             file: Some(path.into()),
             url: None,
             allow_cleartext: false,
+            ca_file: None,
+            bearer_token_file: None,
             refresh_interval: default_key_refresh(),
             unknown_kid_min_interval: default_unknown_kid(),
             max_staleness: default_key_staleness(),
@@ -193,6 +221,8 @@ impl RevocationSourceConfig {
             file: Some(path.into()),
             url: None,
             allow_cleartext: false,
+            ca_file: None,
+            bearer_token_file: None,
             poll_interval: default_file_poll(),
             watch: true,
             refresh_interval: default_url_poll(),
@@ -235,7 +265,9 @@ impl ConsentConfig {
             return Err(bad("max_token_bytes must be between 256 and 65536"));
         }
         let k = &self.keys;
-        one_location(&k.file, &k.url, k.allow_cleartext, "keys")?;
+        if let Some(problem) = k.location_problem() {
+            return Err(ConfigError(format!("keys: {problem}")));
+        }
         if k.refresh_interval.is_zero()
             || k.unknown_kid_min_interval.is_zero()
             || k.timeout.is_zero()
@@ -246,7 +278,9 @@ impl ConsentConfig {
             return Err(bad("keys: max_staleness must be at least refresh_interval"));
         }
         if let Some(r) = &self.revocation {
-            one_location(&r.file, &r.url, r.allow_cleartext, "revocation")?;
+            if let Some(problem) = r.location_problem() {
+                return Err(ConfigError(format!("revocation: {problem}")));
+            }
             if r.poll_interval.is_zero() || r.refresh_interval.is_zero() || r.timeout.is_zero() {
                 return Err(bad("revocation: intervals and timeout must be positive"));
             }
@@ -281,19 +315,74 @@ impl ConsentConfig {
     }
 }
 
-fn one_location(
-    file: &Option<PathBuf>,
-    url: &Option<String>,
+/// Where a document comes from, as either source configuration states it.
+struct Location<'a> {
+    file: &'a Option<PathBuf>,
+    url: &'a Option<String>,
     allow_cleartext: bool,
-    what: &str,
-) -> Result<(), ConfigError> {
-    match (file, url) {
-        (Some(_), None) => Ok(()),
-        (None, Some(u)) => match source_url_problem(u, allow_cleartext) {
-            None => Ok(()),
-            Some(problem) => Err(ConfigError(format!("{what}: url {problem}"))),
-        },
-        _ => Err(ConfigError(format!("{what}: set exactly one of file, url"))),
+    ca_file: &'a Option<PathBuf>,
+    bearer_token_file: &'a Option<PathBuf>,
+}
+
+impl KeySourceConfig {
+    /// Why this source cannot be used, if it cannot (see [`source_url_problem`]).
+    #[must_use]
+    pub fn location_problem(&self) -> Option<String> {
+        Location {
+            file: &self.file,
+            url: &self.url,
+            allow_cleartext: self.allow_cleartext,
+            ca_file: &self.ca_file,
+            bearer_token_file: &self.bearer_token_file,
+        }
+        .problem()
+    }
+}
+
+impl RevocationSourceConfig {
+    /// Why this source cannot be used, if it cannot (see [`source_url_problem`]).
+    #[must_use]
+    pub fn location_problem(&self) -> Option<String> {
+        Location {
+            file: &self.file,
+            url: &self.url,
+            allow_cleartext: self.allow_cleartext,
+            ca_file: &self.ca_file,
+            bearer_token_file: &self.bearer_token_file,
+        }
+        .problem()
+    }
+}
+
+impl Location<'_> {
+    fn problem(&self) -> Option<String> {
+        let url = match (self.file, self.url) {
+            (Some(_), None) => {
+                return (self.ca_file.is_some() || self.bearer_token_file.is_some())
+                    .then(|| "ca_file and bearer_token_file go with url, not file".into());
+            }
+            (None, Some(url)) => url,
+            _ => return Some("set exactly one of file, url".into()),
+        };
+        if let Some(problem) = source_url_problem(url, self.allow_cleartext) {
+            return Some(format!("url {problem}"));
+        }
+        for (field, path) in [
+            ("ca_file", self.ca_file),
+            ("bearer_token_file", self.bearer_token_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Some(format!("{field} is empty; expected a file path"));
+            }
+        }
+        let https = url.starts_with("https://");
+        if self.ca_file.is_some() && !https {
+            return Some("ca_file is set but url is not https://".into());
+        }
+        // source_url_problem has already refused cleartext off loopback without
+        // allow_cleartext, so a token never crosses the network readable unless a mesh
+        // is said to protect it.
+        None
     }
 }
 
@@ -457,6 +546,18 @@ mod tests {
             |c| {
                 c.keys.file = None;
                 c.keys.url = Some("https:///jwks.json".into());
+            },
+            |c| c.keys.ca_file = Some("/ca.pem".into()),
+            |c| c.keys.bearer_token_file = Some("/token".into()),
+            |c| {
+                c.keys.file = None;
+                c.keys.url = Some("http://127.0.0.1/jwks.json".into());
+                c.keys.ca_file = Some("/ca.pem".into());
+            },
+            |c| {
+                c.keys.file = None;
+                c.keys.url = Some("https://k8s/openid/v1/jwks".into());
+                c.keys.bearer_token_file = Some(PathBuf::new());
             },
         ];
         for (i, mutate) in cases.into_iter().enumerate() {

@@ -157,16 +157,36 @@ impl ConsentService {
     }
 }
 
+/// A source for a document at `file` or `url`; for a URL, its CA bundle is read now
+/// (errors name the field, never the file's content).
 fn source(
     file: &Option<std::path::PathBuf>,
     url: &Option<String>,
     timeout: std::time::Duration,
+    ca_file: &Option<std::path::PathBuf>,
+    bearer_token_file: &Option<std::path::PathBuf>,
 ) -> Result<DocumentSource, ConfigError> {
     match (file, url) {
         (Some(path), None) => Ok(DocumentSource::File(FileSource::new(path))),
-        (None, Some(url)) => HttpSource::new(url, timeout)
-            .map(|h| DocumentSource::Http(Box::new(h)))
-            .map_err(|e| ConfigError(e.to_string())),
+        (None, Some(url)) => {
+            let ca_pem = match ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    ConfigError(format!(
+                        "ca_file {}: cannot read: {}",
+                        path.display(),
+                        e.kind()
+                    ))
+                })?),
+                None => None,
+            };
+            let options = crate::source::HttpSourceOptions {
+                ca_pem,
+                bearer_token_file: bearer_token_file.clone(),
+            };
+            HttpSource::with_options(url, timeout, options)
+                .map(|h| DocumentSource::Http(Box::new(h)))
+                .map_err(|e| ConfigError(e.to_string()))
+        }
         _ => Err(ConfigError("set exactly one of file, url".into())),
     }
 }
@@ -178,7 +198,14 @@ pub(crate) fn key_document(cfg: &KeySourceConfig) -> Result<LiveDocument<KeySet>
         KeySet::from_jwks(bytes, &crate::SigningAlgorithm::ALL).ok()
     }
     Ok(LiveDocument::new(
-        source(&cfg.file, &cfg.url, cfg.timeout)?,
+        source(
+            &cfg.file,
+            &cfg.url,
+            cfg.timeout,
+            &cfg.ca_file,
+            &cfg.bearer_token_file,
+        )
+        .map_err(|e| ConfigError(format!("keys: {}", e.0)))?,
         parse,
         cfg.max_staleness,
     ))
@@ -196,7 +223,14 @@ fn revocation_document(
         cfg.refresh_interval
     };
     let doc = LiveDocument::new(
-        source(&cfg.file, &cfg.url, cfg.timeout)?,
+        source(
+            &cfg.file,
+            &cfg.url,
+            cfg.timeout,
+            &cfg.ca_file,
+            &cfg.bearer_token_file,
+        )
+        .map_err(|e| ConfigError(format!("revocation: {}", e.0)))?,
         parse,
         cfg.max_staleness,
     );

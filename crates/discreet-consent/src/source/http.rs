@@ -1,6 +1,10 @@
 //! A document at an HTTP(S) URL. HTTPS uses rustls with the ring provider and the Mozilla
-//! (webpki) roots, so no system OpenSSL is needed.
+//! (webpki) roots, or the CAs of a `ca_file` for a source a private CA vouches for (the
+//! API server), so no system OpenSSL is needed. A bearer token, for a source that asks for
+//! one, is read from its file for every request: a projected service-account token is
+//! renewed in place.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +22,16 @@ pub struct HttpSource {
     uri: http::Uri,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     timeout: Duration,
+    bearer_token_file: Option<PathBuf>,
+}
+
+/// How an [`HttpSource`] authenticates the server and itself, beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSourceOptions {
+    /// PEM CA certificates to trust instead of the Mozilla roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A file whose content (trimmed) is sent as `Authorization: Bearer <content>`.
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -26,6 +40,7 @@ impl std::fmt::Debug for HttpSource {
         f.debug_struct("HttpSource")
             .field("scheme", &self.uri.scheme_str())
             .field("host", &self.uri.host())
+            .field("bearer_token_file", &self.bearer_token_file)
             .finish_non_exhaustive()
     }
 }
@@ -33,6 +48,16 @@ impl std::fmt::Debug for HttpSource {
 impl HttpSource {
     /// A source for `url` (`http://` or `https://`), with a per-request `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, SourceError> {
+        Self::with_options(url, timeout, HttpSourceOptions::default())
+    }
+
+    /// As [`HttpSource::new`], trusting `options.ca_pem` instead of the Mozilla roots and
+    /// sending the bearer token of `options.bearer_token_file`.
+    pub fn with_options(
+        url: &str,
+        timeout: Duration,
+        options: HttpSourceOptions,
+    ) -> Result<Self, SourceError> {
         let uri: http::Uri = url
             .parse()
             .map_err(|_| SourceError::Http("invalid URL".into()))?;
@@ -40,17 +65,20 @@ impl HttpSource {
             return Err(SourceError::Http("URL scheme must be http or https".into()));
         }
         let provider = rustls::crypto::ring::default_provider();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|_| SourceError::Http("TLS set-up failed".into()))?
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match &options.ca_pem {
+            None => builder
+                .with_provider_and_webpki_roots(provider)
+                .map_err(|_| SourceError::Http("TLS set-up failed".into()))?,
+            Some(pem) => builder.with_tls_config(private_ca_config(pem, provider)?),
+        };
+        let connector = builder.https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(HttpSource {
             uri,
             client,
             timeout,
+            bearer_token_file: options.bearer_token_file,
         })
     }
 
@@ -60,6 +88,7 @@ impl HttpSource {
             uri,
             client: self.client.clone(),
             timeout: self.timeout,
+            bearer_token_file: self.bearer_token_file.clone(),
         }
     }
 
@@ -77,11 +106,18 @@ impl HttpSource {
     /// GET the URL; returns the status and the body (bounded).
     pub(crate) async fn fetch_status(&self) -> Result<(http::StatusCode, Vec<u8>), SourceError> {
         let request = async {
+            let mut request = http::Request::get(self.uri.clone());
+            if let Some(file) = &self.bearer_token_file {
+                request = request.header(http::header::AUTHORIZATION, bearer(file).await?);
+            }
+            let request = request
+                .body(Empty::new())
+                .map_err(|_| SourceError::Http("invalid request".into()))?;
             let response = self
                 .client
-                .get(self.uri.clone())
+                .request(request)
                 .await
-                .map_err(|_| SourceError::Http("request failed".into()))?;
+                .map_err(|e| SourceError::Http(format!("request failed: {}", causes(&e))))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
                 .collect()
@@ -100,4 +136,59 @@ impl HttpSource {
             .await
             .map_err(|_| SourceError::Http("timed out".into()))?
     }
+}
+
+/// `Bearer <token>` from `file`, marked sensitive (never indexed by HPACK, shown as
+/// "Sensitive" by `Debug`). Errors never quote the file's content.
+async fn bearer(file: &Path) -> Result<http::HeaderValue, SourceError> {
+    let raw = tokio::fs::read(file)
+        .await
+        .map_err(|e| SourceError::Http(format!("bearer token file unreadable: {}", e.kind())))?;
+    let token = raw.trim_ascii();
+    if token.is_empty() || token.len() > 16 * 1024 {
+        return Err(SourceError::Http(
+            "bearer token file is empty or over 16 KiB".into(),
+        ));
+    }
+    let mut value = http::HeaderValue::from_bytes(&[b"Bearer ", token].concat()).map_err(|_| {
+        SourceError::Http("bearer token file holds a line break or control byte".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A TLS client configuration trusting only the CA certificates in `pem`.
+fn private_ca_config(
+    pem: &[u8],
+    provider: rustls::crypto::CryptoProvider,
+) -> Result<rustls::ClientConfig, SourceError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|_| SourceError::Http("ca_file is not PEM".into()))?;
+        roots
+            .add(cert)
+            .map_err(|e| SourceError::Http(format!("ca_file: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(SourceError::Http("ca_file holds no certificate".into()));
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|_| SourceError::Http("TLS set-up failed".into()))
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// The error's sources after its own text: hyper's client says only "client error
+/// (Connect)", the cause (an untrusted certificate, a refused connection) is below it.
+/// A URL never appears in them (hyper names no URL).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

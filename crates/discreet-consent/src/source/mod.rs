@@ -5,7 +5,7 @@ mod file;
 mod http;
 
 pub use self::file::{FileSource, changes_content};
-pub use self::http::HttpSource;
+pub use self::http::{HttpSource, HttpSourceOptions};
 
 /// Documents larger than this are refused (a JWKS or revocation list is kilobytes).
 pub(crate) const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
