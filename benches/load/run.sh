@@ -50,7 +50,14 @@ perf_start() { # scenario
   fi
 }
 perf_stop() {
-  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=; fi
+  if [ -n "$perf_pid" ]; then
+    # perf may have exited already (not installed, or refused by perf_event_paranoid).
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" || true
+    perf_pid=
+    [ -s "$out/discreet.perf.data" ] \
+      || echo "warning: perf wrote no profile; see $out/perf.log" >&2
+  fi
 }
 
 # Saturation: fixed concurrency for DURATION seconds (smoke: 200 requests).
@@ -59,14 +66,16 @@ saturate() { # scenario target method body headers
   local -a args
   mapfile -d '' args < <(h2load_args "$4" "$5")
   local before after
-  if [ "$target" = discreet ]; then perf_start "$scenario"; fi
   before=$(cpu_ticks "$target")
   if $smoke; then
+    if [ "$target" = discreet ]; then perf_start "$scenario"; fi
     h2load -n 200 -c 2 -m 4 "${args[@]}" "http://127.0.0.1:${port[$target]}$svc/$method" >"$raw"
   else
-    # Warm-up first, outside the CPU and request counts: connections, caches, allocator.
+    # Warm-up first, outside the CPU and request counts (and the profile): connections,
+    # caches, allocator.
     h2load -n 2000 -c "$clients" -m "$streams" "${args[@]}" \
       "http://127.0.0.1:${port[$target]}$svc/$method" >"$out/$1.$2.warm-up.txt"
+    if [ "$target" = discreet ]; then perf_start "$scenario"; fi
     before=$(cpu_ticks "$target")
     h2load -D "$duration" -c "$clients" -m "$streams" "${args[@]}" \
       "http://127.0.0.1:${port[$target]}$svc/$method" >"$raw"
@@ -206,6 +215,9 @@ python3 "$root/benches/load/table.py" "$results" "$discreet_rss_get" "$calls" "$
 echo
 echo "gateway build: $gateway_build"
 echo "raw output: $out"
+if [ "${PERF:-0}" = 1 ] && [ ! -s "$out/discreet.perf.data" ]; then
+  echo "warning: PERF=1 but no profile: PERF_SCENARIO=${PERF_SCENARIO:-get-saturation} names no row that ran" >&2
+fi
 if [ "$spans" -lt "$calls" ] || [ "$denied" != 0 ]; then
   echo "error: $calls calls, $spans spans exported, $denied refused" >&2
   exit 1

@@ -872,8 +872,10 @@ async fn a_collector_token_from_a_file_is_sent_and_a_rotated_one_applies_without
     })
     .await
     .unwrap();
-    h.receiver
-        .require_metadata(Some(("authorization", "Bearer first-collector-token")));
+    h.receiver.require_metadata(&[
+        ("authorization", "Bearer first-collector-token"),
+        ("x-scope-orgid", "tenant-a"),
+    ]);
     get(&h, "persona-eu", "personalize").await.unwrap();
     assert!(
         common::eventually(Duration::from_secs(10), async || h.receiver.spans().len()
@@ -883,8 +885,10 @@ async fn a_collector_token_from_a_file_is_sent_and_a_rotated_one_applies_without
     );
 
     // The collector now wants another token: the next span cannot get in.
-    h.receiver
-        .require_metadata(Some(("authorization", "Bearer second-collector-token")));
+    h.receiver.require_metadata(&[
+        ("authorization", "Bearer second-collector-token"),
+        ("x-scope-orgid", "tenant-a"),
+    ]);
     get(&h, "persona-eu", "personalize").await.unwrap();
     assert!(
         common::eventually(Duration::from_secs(5), async || {

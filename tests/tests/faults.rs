@@ -1596,6 +1596,8 @@ async fn a_garbage_policy_keeps_the_last_good_one_and_a_valid_file_applies() {
 async fn relaxed_audit_resumes_exporting_when_the_collector_is_back() {
     let mut h = Harness::start_with(|c| {
         c.audit.queue_capacity = 8;
+        // Every call in flight holds a queue place: the queue must fit the limit.
+        c.limits.max_concurrent_calls = 8;
         c.audit.max_batch = 2;
         c.audit.mode = discreet_config::AuditModeConfig::Relaxed;
     })

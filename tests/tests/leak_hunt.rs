@@ -590,7 +590,7 @@ async fn no_marker_leaks_beyond_the_policy() {
     ));
     // The collector checks a bearer token (`audit.headers`), a secret like the others.
     let collector_dir = TempDir::new("leak-hunt-collector").unwrap();
-    let collector_token = format!("collector-token-{}", std::process::id());
+    let collector_token = format!("LEAK-collector-token-{}", std::process::id());
     std::fs::write(
         collector_dir.path().join("token"),
         format!("Bearer {collector_token}\n"),
@@ -611,10 +611,8 @@ async fn no_marker_leaks_beyond_the_policy() {
     })
     .await
     .unwrap();
-    h.receiver.require_metadata(Some((
-        "authorization",
-        &format!("Bearer {collector_token}"),
-    )));
+    h.receiver
+        .require_metadata(&[("authorization", &format!("Bearer {collector_token}"))]);
     let world = World::new(&h, &data);
     let subjects: Vec<String> = data.profiles.keys().cloned().collect();
     assert_eq!(subjects.len(), 7);

@@ -389,32 +389,30 @@ async fn idle_connections_are_closed_and_connections_with_a_call_open_are_not() 
 async fn connections_older_than_the_max_age_are_asked_to_go() {
     let h = Harness::start_with(|c| {
         c.upstream = discreet_config::Upstream::Embedded { profiles: PROFILES };
-        // Below what validation accepts (10 s), to keep the test short.
-        c.limits.max_connection_age = Duration::from_secs(1);
+        // The shortest age validation accepts (the gateway validates its configuration
+        // however it was made), so this test takes about 25 s.
+        c.limits.max_connection_age = Duration::from_secs(10);
         c.limits.shutdown_grace = Duration::from_secs(1);
     })
     .await
     .unwrap();
-    // A connection without calls goes at its age (0.9 to 1.1 s), long before the idle
+    // A connection without calls goes at its age (9 to 11 s), long before the idle
     // timeout (5 m).
     let opened = Instant::now();
     let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
     let (_client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), connection)
+    tokio::time::timeout(Duration::from_secs(20), connection)
         .await
         .expect("the connection was not closed at its age")
         .ok();
     let lived = opened.elapsed();
-    assert!(
-        lived >= Duration::from_millis(900),
-        "closed after {lived:?}"
-    );
+    assert!(lived >= Duration::from_secs(9), "closed after {lived:?}");
 
     // A long stream, not read (its window full) past the age and the grace: cut. Read
     // afterwards, it yields what had reached the client, then the error, not all records.
     let mut stream = slow_stream(&h).await;
     // Its connection is the second to age out; then the grace (1 s), and a margin.
-    let aged_by = Instant::now() + Duration::from_secs(10);
+    let aged_by = Instant::now() + Duration::from_secs(20);
     while metric(&h, "discreet_connections_aged_out_total").await < 2 {
         assert!(
             Instant::now() < aged_by,

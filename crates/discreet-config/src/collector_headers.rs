@@ -27,8 +27,9 @@ pub struct CollectorHeaderConfig {
     #[serde(default)]
     pub file: Option<PathBuf>,
     /// The value itself, for what is not a secret (a tenant or dataset name). Refused for
-    /// names that carry credentials (`authorization`, names with `key`, `token`,
-    /// `secret`, `password`, `auth` or `credential`).
+    /// names that look like credentials (`authorization`, names with `key`, `token`,
+    /// `secret`, `passw`, `auth`, `credential`, `cookie`, `bearer`, `session`, `team`,
+    /// `dsn`, `license` or `signature`).
     #[serde(default)]
     pub value: Option<String>,
 }
@@ -87,15 +88,22 @@ const RESERVED: &[&str] = &[
 ];
 
 /// Words that mark a header as a credential (`x-api-key`, `dd-api-key`,
-/// `x-auth-token`...): its value must come from a file.
+/// `x-auth-token`, `x-honeycomb-team`, `uptrace-dsn`...): its value must come from a file.
+/// Broad on purpose: a name caught by mistake only has to be written `file:`.
 const CREDENTIAL_WORDS: &[&str] = &[
     "auth",
     "key",
     "token",
     "secret",
-    "password",
+    "passw",
     "credential",
     "cookie",
+    "bearer",
+    "session",
+    "team",
+    "dsn",
+    "license",
+    "signature",
 ];
 
 impl AuditConfig {

@@ -724,12 +724,17 @@ fn audit_header_names_that_cannot_be_sent() {
         "trace-bin",
         ":authority",
     ] {
+        // From a file, so that the credential rule cannot be why it is refused.
         let mut c = base();
-        with_header(name, header(None, Some("v")), "https://c.example:4317")(&mut c);
+        with_header(name, header(Some("value"), None), "https://c.example:4317")(&mut c);
         let err = c.validate().expect_err(name);
         assert!(
             err.field().is_some_and(|f| f.starts_with("audit.headers")),
             "{name}: {err}"
+        );
+        assert!(
+            err.to_string().contains("metadata name") || err.to_string().contains("set by HTTP/2"),
+            "{name}: refused for another reason: {err}"
         );
     }
 }
@@ -770,6 +775,8 @@ fn audit_header_credential_written_inline_is_refused_without_echoing_it() {
         "dd-api-key",
         "x-auth-token",
         "x-secret",
+        "x-honeycomb-team",
+        "uptrace-dsn",
     ] {
         let mut c = base();
         with_header(
@@ -792,6 +799,17 @@ fn audit_header_credential_written_inline_is_refused_without_echoing_it() {
 
 #[test]
 fn audit_header_credential_over_cleartext_beyond_the_pod_is_refused() {
+    // Hosts that only look like loopback.
+    for endpoint in [
+        "http://127.0.0.1.evil.example:4317",
+        "http://localhost.example:4317",
+        "http://[::ffff:127.0.0.1]:4317",
+        "http://0.0.0.0:4317",
+    ] {
+        let mut c = base();
+        with_header("authorization", header(Some("token"), None), endpoint)(&mut c);
+        assert!(c.validate().is_err(), "{endpoint} taken for loopback");
+    }
     refused(
         "audit.headers.authorization",
         with_header(

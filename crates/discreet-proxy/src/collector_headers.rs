@@ -37,7 +37,7 @@ impl CollectorHeadersState {
         let mut inline = HeaderMap::new();
         let mut from_files = Vec::new();
         for (name, header) in headers {
-            let at = || format!("audit.headers.{name}");
+            let at = || field(name);
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("{}: not a header name", at()))?;
             match (&header.file, &header.value) {
@@ -113,7 +113,8 @@ fn with_file_values(
         let value = raw.trim_ascii();
         let refuse = |problem: String| {
             format!(
-                "audit.headers.{name}: {}: the value {problem}",
+                "{}: {}: the value {problem}",
+                field(name.as_str()),
                 file.display()
             )
         };
@@ -126,6 +127,19 @@ fn with_file_values(
         headers.insert(name.clone(), value);
     }
     Ok(headers)
+}
+
+/// How configuration errors name the header's field: `audit.headers.authorization`,
+/// `audit.headers["x-scope-orgid"]`.
+fn field(name: &str) -> String {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        format!("audit.headers.{name}")
+    } else {
+        format!("audit.headers[{name:?}]")
+    }
 }
 
 #[cfg(test)]

@@ -68,14 +68,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Loads schema, policy, keys and secret, connects nothing yet (the store connection
-    /// is made on the first call), and starts serving on `listener`. Every problem with
-    /// the configuration is reported here, before a call is accepted.
+    /// Validates `config`, loads schema, policy, keys and secret, connects nothing yet
+    /// (the store connection is made on the first call), and starts serving on `listener`.
+    /// Every problem with the configuration is reported here, before a call is accepted.
     pub async fn start(
         config: &GatewayConfig,
         listener: TcpListener,
         options: Options,
     ) -> Result<Gateway, String> {
+        // Checked again here, not only when the file is loaded: an embedder may build or
+        // change the configuration in code, and every rule (a credential never over
+        // cleartext, bounds that keep memory bounded) must hold for it too.
+        config.validate().map_err(|e| e.to_string())?;
         let schema = Arc::new(load_schema(config)?);
         let routes = MethodTable::build(&schema, &config.methods)?;
         let policy = Arc::new(PolicyState::load(&config.policy.file, Arc::clone(&schema))?);
@@ -420,13 +424,13 @@ fn load_schema(config: &GatewayConfig) -> Result<Schema, String> {
 /// real gRPC upstream without a second process. Its records are dated relative to the
 /// gateway's clock, so the demo shows the same ages and freshness on any day.
 /// The embedded reference store, serving on a loopback port. Dropped without [`stop`]
-/// (a start-up that fails after it started), it is stopped at once, so a failed start
-/// leaves no store listening.
+/// (a start-up that fails after it started), its stop signal's sender goes with it, which
+/// stops it the same graceful way: a failed start leaves no store listening.
 ///
 /// [`stop`]: EmbeddedStore::stop
 #[derive(Debug)]
 struct EmbeddedStore {
-    task: Option<JoinHandle<()>>,
+    task: JoinHandle<()>,
     stop: watch::Sender<bool>,
 }
 
@@ -441,6 +445,7 @@ impl EmbeddedStore {
             profile_store::ProfileStore::new(profile_store::Dataset::generate_at(profiles, now));
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
+            // Resolves when told to stop, or when the sender is dropped.
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
@@ -448,29 +453,13 @@ impl EmbeddedStore {
                 tracing::error!(error = %e, "embedded profile store stopped");
             }
         });
-        Ok((
-            addr.to_string(),
-            EmbeddedStore {
-                task: Some(task),
-                stop,
-            },
-        ))
+        Ok((addr.to_string(), EmbeddedStore { task, stop }))
     }
 
-    /// Stops gracefully: calls still being answered finish.
-    async fn stop(mut self) {
+    /// Stops gracefully (calls still being answered finish) and waits until it has.
+    async fn stop(self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for EmbeddedStore {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+        let _ = self.task.await;
     }
 }
 

@@ -348,7 +348,10 @@ mod tests {
         let receiver =
             OtlpReceiver::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
                 .unwrap();
-        receiver.require_metadata(Some(("authorization", "Bearer one")));
+        receiver.require_metadata(&[
+            ("authorization", "Bearer one"),
+            ("x-scope-orgid", "tenant-a"),
+        ]);
         let current = Arc::new(std::sync::Mutex::new(bearer("one")));
         let source = Arc::clone(&current);
         let headers = CollectorHeaders(Arc::new(move || Arc::clone(&source.lock().unwrap())));
@@ -368,7 +371,7 @@ mod tests {
         assert_eq!(receiver.requests().len(), 1);
 
         // The collector moves to a new token: refused until the exporter has it too.
-        receiver.require_metadata(Some(("authorization", "Bearer two")));
+        receiver.require_metadata(&[("authorization", "Bearer two")]);
         let status = client.export(bytes::Bytes::new()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
         *current.lock().unwrap() = bearer("two");

@@ -26,9 +26,9 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 #[derive(Debug, Default, Clone)]
 struct Received {
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-    /// A name and the value a request must carry under it, as a collector that checks a
-    /// bearer token or an API key does.
-    required: Arc<Mutex<Option<(String, String)>>>,
+    /// Names and the values a request must carry under them, as a collector that checks
+    /// a bearer token or an API key, or routes by tenant, does.
+    required: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 #[tonic::async_trait]
@@ -42,7 +42,7 @@ impl TraceService for Received {
             .lock()
             .map_err(|_| tonic::Status::internal("receiver state poisoned"))?
             .clone();
-        if let Some((name, value)) = required {
+        for (name, value) in required {
             let sent = request.metadata().get(name.as_str()).map(|v| v.as_bytes());
             if sent != Some(value.as_bytes()) {
                 // As a collector answers: the name, never what was sent.
@@ -195,11 +195,14 @@ impl OtlpReceiver {
         Ok(())
     }
 
-    /// From now on, refuses (`UNAUTHENTICATED`) export requests that do not carry `value`
-    /// under metadata `name`; `None`: accepts every request again.
-    pub fn require_metadata(&self, required: Option<(&str, &str)>) {
+    /// From now on, refuses (`UNAUTHENTICATED`) export requests that do not carry each
+    /// `(name, value)` as metadata; an empty list accepts every request again.
+    pub fn require_metadata(&self, required: &[(&str, &str)]) {
         if let Ok(mut r) = self.received.required.lock() {
-            *r = required.map(|(n, v)| (n.to_owned(), v.to_owned()));
+            *r = required
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect();
         }
     }
 
