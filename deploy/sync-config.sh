@@ -7,8 +7,8 @@
 #   deploy/kubernetes/overlays/dev/discreet.yaml       config/discreet.yaml, identity: static
 #   deploy/kubernetes/overlays/dev/collector.yaml      byte-identical to deploy/otel-collector/
 #   deploy/kubernetes/overlays/production/discreet.yaml
-#                                                      config/discreet.yaml, consent keys and
-#                                                      revocation list from URLs
+#                                                      config/discreet.yaml, consent keys,
+#                                                      revocation list and caller keys from URLs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,11 +74,23 @@ prod = replace_once(
     "    url: https://consent.example.com/revocations.json        # polled every 1s (refresh_interval)",
     "consent.revocation.file line",
 )
+prod = replace_once(
+    prod,
+    r"^      file: keys/caller-jwks\.json.*$",
+    "      # Production: straight from the API server, verified against the cluster CA, with\n"
+    "      # the pod's own projected token (deployment-patch.yaml mounts both into this\n"
+    "      # container only); its rotations apply without anyone copying keys.\n"
+    "      url: https://kubernetes.default.svc/openid/v1/jwks\n"
+    "      ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n"
+    "      bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token",
+    "identity.service_account.keys.file line",
+)
 prod = banner(
     "production",
-    "the consent issuer's keys (`consent.keys`)\n"
-    "# and the revocation list (`consent.revocation`) are fetched from URLs, not read from files\n"
-    "# in the keys Secret. The URLs are placeholders: replace them with your consent issuer's.\n"
+    "the key and revocation sources are fetched\n"
+    "# from URLs, not read from files in the keys Secret: the consent issuer's keys\n"
+    "# (`consent.keys`) and revocation list (`consent.revocation`), whose URLs are placeholders\n"
+    "# for your consent issuer's, and the API server's keys (`identity.service_account.keys`).\n"
     "# tests/tests/deploy.rs fails if anything else differs from config/discreet.yaml; refresh\n"
     "# it with deploy/sync-config.sh.",
 ) + prod

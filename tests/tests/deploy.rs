@@ -25,6 +25,8 @@ const OVERLAYS: [&str; 2] = ["dev", "production"];
 const GATEWAY_PORT: i64 = 50051;
 const METRICS_PORT: i64 = 9464;
 const CONFIG_DIR: &str = "/etc/discreet";
+/// Where a pod's service-account token and the cluster CA are mounted.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// The Deployment (and its Service) of the store with the gateway beside it.
 const STORE: &str = "profile-store";
 /// The namespace the metrics port is open to.
@@ -514,6 +516,54 @@ fn every_overlay_holds_the_pod_invariants() {
                         .all(|s| s["secret"]["items"].is_null() && s["secret"]["optional"] != true),
                     "{overlay}: whole Secrets, required"
                 );
+                // The API server's keys fetched by the gateway: its CA and a projected
+                // token of the pod's service account, mounted into the gateway's
+                // container only, where the configuration looks for them.
+                let sa_keys = &config["identity"]["service_account"]["keys"];
+                assert!(
+                    sa_keys["url"]
+                        .as_str()
+                        .is_some_and(|u| u.starts_with("https://kubernetes.default.svc/")),
+                    "{overlay}: caller keys from the API server"
+                );
+                let api_mount = mount(SERVICE_ACCOUNT_DIR);
+                assert_eq!(api_mount["readOnly"], true);
+                for (field, file) in [("ca_file", "ca.crt"), ("bearer_token_file", "token")] {
+                    assert_eq!(
+                        sa_keys[field].as_str(),
+                        Some(format!("{SERVICE_ACCOUNT_DIR}/{file}").as_str()),
+                        "{overlay}: identity.service_account.keys.{field}"
+                    );
+                }
+                let api_sources = array(&volume(pod, &api_mount["name"])["projected"]["sources"]);
+                assert!(
+                    api_sources
+                        .iter()
+                        .any(|s| s["serviceAccountToken"]["path"] == "token"
+                            && s["serviceAccountToken"]["expirationSeconds"].as_i64()
+                                <= Some(3600)),
+                    "{overlay}: a short-lived projected token"
+                );
+                assert!(
+                    api_sources
+                        .iter()
+                        .any(|s| s["configMap"]["name"] == "kube-root-ca.crt"),
+                    "{overlay}: the cluster CA"
+                );
+                for c in array(&pod["containers"])
+                    .iter()
+                    .chain(array(&pod["initContainers"]))
+                {
+                    if c["name"] != "discreet" {
+                        assert!(
+                            !array(&c["volumeMounts"])
+                                .iter()
+                                .any(|m| m["name"] == api_mount["name"]),
+                            "{overlay}: the API token is mounted into {} too",
+                            c["name"]
+                        );
+                    }
+                }
             }
         }
 
@@ -650,8 +700,22 @@ fn the_example_caller_presents_a_token_for_discreet() {
 /// with `--check-config`.
 fn check_config(overlay: &str, files: &serde_json::Map<String, Value>, args: &[&str]) {
     let dir = scratch_dir(overlay);
+    // The pod's service-account mount (the cluster CA is read at start), stood in for by
+    // the test CA and a token.
+    let service_account = dir.join("serviceaccount");
+    std::fs::create_dir_all(&service_account).expect("mkdir");
+    std::fs::copy(
+        root().join("tests/fixtures/ca-cert.pem"),
+        service_account.join("ca.crt"),
+    )
+    .expect("stand-in CA");
+    std::fs::write(service_account.join("token"), "stand-in").expect("stand-in token");
     for (name, text) in files {
-        std::fs::write(dir.join(name), text.as_str().expect("text")).expect("write");
+        let text = text
+            .as_str()
+            .expect("text")
+            .replace(SERVICE_ACCOUNT_DIR, &service_account.display().to_string());
+        std::fs::write(dir.join(name), text).expect("write");
     }
     let bin = discreet_bin();
     let keys = Command::new(bin)
@@ -753,11 +817,27 @@ fn shipped_copies_are_the_files_the_tests_use() {
         "overlays/dev/discreet.yaml differs from config/discreet.yaml beyond `identity`: \
          run deploy/sync-config.sh"
     );
-    // The production configuration is the shipped one with the consent issuer's keys and
-    // the revocation list from URLs instead of files, nothing else (their other settings
-    // included).
+    // The production configuration is the shipped one with the consent issuer's keys, the
+    // revocation list and the API server's keys from URLs instead of files, nothing else
+    // (their other settings included).
     let mut expected = shipped;
     let mut production = yaml(&read("deploy/kubernetes/overlays/production/discreet.yaml"));
+    let shipped_caller_keys = expected["identity"]["service_account"]["keys"]
+        .as_object_mut()
+        .expect("identity.service_account.keys");
+    assert!(
+        shipped_caller_keys.remove("file").is_some(),
+        "config/: caller keys from a file"
+    );
+    let caller_keys = production["identity"]["service_account"]["keys"]
+        .as_object_mut()
+        .expect("production: identity.service_account.keys");
+    for field in ["url", "ca_file", "bearer_token_file"] {
+        assert!(
+            caller_keys.remove(field).is_some(),
+            "production: identity.service_account.keys.{field}"
+        );
+    }
     for source in ["keys", "revocation"] {
         let from_file = expected["consent"][source]
             .as_object_mut()
@@ -778,7 +858,7 @@ fn shipped_copies_are_the_files_the_tests_use() {
     assert_eq!(
         production, expected,
         "overlays/production/discreet.yaml differs from config/discreet.yaml beyond the \
-         consent sources: run deploy/sync-config.sh"
+         key and revocation sources: run deploy/sync-config.sh"
     );
 }
 
