@@ -1430,12 +1430,30 @@ async fn revocation_source_down_fails_closed_and_comes_back_with_the_news() {
     let before = until_served("before", BLIP, call).await.into_inner();
     let file = Doc::File(h.keys.dir().join("revocations.json"));
 
+    // While it is up, the operator's metrics say so.
+    let failures = "discreet_key_source_consecutive_failures{source=\"revocation\"}";
+    assert_eq!(metric(&h, failures).await, 0);
+    let age = source_age(&h, "revocation").await;
+    assert!(age < STALENESS.as_secs_f64(), "revocation age {age}");
+
     docs.set("/revocations.json", Doc::Down);
     let s = until_refused("revocation list down", call).await;
     assert_eq!(s.code(), Code::Unavailable, "{s:?}");
     assert_eq!(
         s.message(),
         "consent token refused: consent revocation state unavailable; retry later"
+    );
+    // ...and that it is not: failed reads counted, its last good read past the staleness.
+    assert!(metric(&h, failures).await >= 1);
+    assert!(source_age(&h, "revocation").await > STALENESS.as_secs_f64());
+    assert_eq!(
+        metric(
+            &h,
+            "discreet_key_source_consecutive_failures{source=\"consent_keys\"}"
+        )
+        .await,
+        0,
+        "the key source is still up"
     );
     // Meanwhile the subject withdraws consent.
     h.keys.revoke(&[jti].into()).unwrap();
@@ -1464,7 +1482,25 @@ async fn revocation_source_down_fails_closed_and_comes_back_with_the_news() {
     .await
     .into_inner();
     assert_eq!(after, before);
+    assert_eq!(
+        metric(&h, failures).await,
+        0,
+        "back: no failure since the last read"
+    );
     h.shutdown().await;
+}
+
+/// `discreet_key_source_age_seconds` of `source`.
+async fn source_age(h: &Harness, source: &str) -> f64 {
+    let name = format!("discreet_key_source_age_seconds{{source=\"{source}\"}}");
+    metrics_text(h)
+        .await
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name.as_str())
+                .and_then(|r| r.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{name} not exported"))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -81,6 +81,12 @@ const CALLER_CACHE_ENTRIES: u64 = 10_000;
 const CALLER_CACHE_TTL: Duration = Duration::from_secs(300);
 
 impl CallerService {
+    /// How the source of the callers' keys is doing (`caller_keys`).
+    #[must_use]
+    pub fn source_health(&self) -> (&'static str, crate::SourceHealth) {
+        ("caller_keys", self.keys.health())
+    }
+
     /// Loads the JWKS once (failure is not fatal: authentication fails closed until a load
     /// succeeds) and starts its reload task.
     pub async fn start(config: &CallerConfig) -> Result<Self, ConfigError> {

@@ -57,6 +57,7 @@ pub use identity::{
     CallerAuthenticator, CallerCredentials, CallerIdentity, CallerVerifier, StaticIdentity,
 };
 pub use keyset::{KeySet, KeySetError, VerificationKey};
+pub use live::SourceHealth;
 pub use lookup::{ConsentLookup, DirectoryConsentLookup, HttpConsentLookup, LookupFuture};
 pub use revocation::{RevocationList, RevocationParseError};
 pub use service::{ConsentService, unix_now};

@@ -45,6 +45,21 @@ pub(crate) struct LiveDocument<T> {
     fetches: AtomicU64,
     /// Serialises on-demand reloads and remembers when the last one ran (rate limit).
     on_demand: Mutex<Option<Instant>>,
+    /// Fetches that failed (unreachable, refused, unparsable) since the last that did not.
+    failures_in_a_row: AtomicU64,
+}
+
+/// How a source is doing, for the operator's metrics: alerts fire on these before the
+/// last good copy grows too old and every check fails closed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourceHealth {
+    /// Seconds since the source was last read successfully (its copy confirmed), `None`
+    /// if never.
+    pub age_seconds: Option<f64>,
+    /// How long a copy is used after that before checks fail closed (`max_staleness`).
+    pub max_staleness_seconds: f64,
+    /// Reads that failed since the last one that succeeded.
+    pub consecutive_failures: u64,
 }
 
 impl<T: Send + Sync + 'static> LiveDocument<T> {
@@ -57,6 +72,19 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
             generations: AtomicU64::new(0),
             fetches: AtomicU64::new(0),
             on_demand: Mutex::new(None),
+            failures_in_a_row: AtomicU64::new(0),
+        }
+    }
+
+    /// How the source is doing now.
+    pub(crate) fn health(&self) -> SourceHealth {
+        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
+        SourceHealth {
+            age_seconds: guard
+                .as_ref()
+                .map(|snap| snap.confirmed_at.elapsed().as_secs_f64()),
+            max_staleness_seconds: self.max_staleness.as_secs_f64(),
+            consecutive_failures: self.failures_in_a_row.load(Ordering::Relaxed),
         }
     }
 
@@ -73,8 +101,17 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
     /// the content changed (`Ok(false)` too when a later fetch overtook this one).
     pub(crate) async fn reload(&self) -> Result<bool, ()> {
         let ticket = self.fetches.fetch_add(1, Ordering::AcqRel) + 1;
-        let bytes = self.source.fetch().await.map_err(|_| ())?;
-        self.install(ticket, &bytes)
+        let result = match self.source.fetch().await {
+            Ok(bytes) => self.install(ticket, &bytes),
+            Err(_) => Err(()),
+        };
+        match result {
+            Ok(_) => self.failures_in_a_row.store(0, Ordering::Relaxed),
+            Err(()) => {
+                self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
     }
 
     /// Installs what the fetch with `ticket` read, unless a later fetch's result is
@@ -189,6 +226,42 @@ mod tests {
         assert_eq!(d.install(3, b"newer"), Ok(true));
         assert_eq!(content(&d), "newer");
         assert_eq!(d.current().unwrap().1, 2, "two installs, two generations");
+    }
+
+    #[tokio::test]
+    async fn health_counts_failures_in_a_row_and_the_age_of_the_last_good_read() {
+        let dir = std::env::temp_dir().join(format!("discreet-live-health-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("doc");
+        let parse: Parser<String> = |b| std::str::from_utf8(b).ok().map(str::to_owned);
+        let d = LiveDocument::new(
+            DocumentSource::File(FileSource::new(&file)),
+            parse,
+            Duration::from_secs(60),
+        );
+        let h = d.health();
+        assert_eq!(
+            (h.age_seconds, h.consecutive_failures),
+            (None, 0),
+            "never read"
+        );
+        assert_eq!(h.max_staleness_seconds, 60.0);
+        // Missing, then unparsable: two failures in a row, still never read.
+        assert!(d.reload().await.is_err());
+        std::fs::write(&file, [0xff, 0xfe]).unwrap();
+        assert!(d.reload().await.is_err());
+        assert_eq!(d.health().consecutive_failures, 2);
+        assert_eq!(d.health().age_seconds, None);
+        // Read: the count resets and the age starts.
+        std::fs::write(&file, "good").unwrap();
+        assert!(d.reload().await.is_ok());
+        let h = d.health();
+        assert_eq!(h.consecutive_failures, 0);
+        assert!(h.age_seconds.is_some_and(|a| a < 5.0), "{h:?}");
+        std::fs::remove_file(&file).unwrap();
+        assert!(d.reload().await.is_err());
+        assert_eq!(d.health().consecutive_failures, 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -66,6 +66,17 @@ impl ConsentService {
         })
     }
 
+    /// How the key source (`consent_keys`) and the revocation source (`revocation`, when
+    /// configured) are doing.
+    #[must_use]
+    pub fn source_health(&self) -> Vec<(&'static str, crate::SourceHealth)> {
+        let mut health = vec![("consent_keys", self.keys.health())];
+        if let Some(revocation) = &self.revocation {
+            health.push(("revocation", revocation.health()));
+        }
+        health
+    }
+
     /// Verifies `token` (cache first) and checks it against the current revocation list.
     /// A cache hit still checks expiry, revocation and that the key set is unchanged and
     /// fresh.

@@ -50,6 +50,20 @@ fn respond(core: &Core, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     core.metrics
         .audit_queue_bytes
         .set(i64::try_from(core.audit.trail.queue_bytes()).unwrap_or(i64::MAX));
+    // Read now rather than on every reload: the age is what an alert needs, and it grows
+    // between reloads.
+    let mut sources = core.consent.source_health();
+    if let Some(callers) = core.callers.source_health() {
+        sources.push(callers);
+    }
+    for (source, health) in sources {
+        core.metrics.set_key_source_health(
+            source,
+            health.age_seconds,
+            health.max_staleness_seconds,
+            health.consecutive_failures,
+        );
+    }
     let mut response = Response::new(Full::new(Bytes::from(core.metrics.encode())));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -24,6 +24,14 @@ pub(crate) enum CallerAuth {
 pub(crate) struct ClientCertificateCaller(Result<Arc<str>, &'static str>);
 
 impl CallerAuth {
+    /// How the source of the callers' keys is doing (service-account identity only).
+    pub(crate) fn source_health(&self) -> Option<(&'static str, discreet_consent::SourceHealth)> {
+        match self {
+            CallerAuth::ServiceAccount(service) => Some(service.source_health()),
+            CallerAuth::Static(_) | CallerAuth::Spiffe(_) => None,
+        }
+    }
+
     pub(crate) async fn start(config: &IdentityConfig) -> Result<CallerAuth, String> {
         Ok(match config {
             IdentityConfig::Static(name) => CallerAuth::Static(Arc::from(name.as_str())),

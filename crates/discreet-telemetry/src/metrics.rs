@@ -56,6 +56,12 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// A key or revocation source: `consent_keys`, `revocation`, `caller_keys`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FileLabels {
     file: String,
@@ -116,6 +122,9 @@ pub struct GatewayMetrics {
     /// `notAfter` of each certificate the gateway presents (serving, collector client), by
     /// file; no series without TLS.
     tls_certificate_expiry: Family<FileLabels, Gauge>,
+    key_source_age: Family<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    key_source_max_staleness: Family<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    key_source_failures: Family<SourceLabels, Gauge>,
     pub in_flight: Gauge,
     /// Calls admitted at once: `limits.max_concurrent_calls`, or the adaptive limit.
     pub concurrency_limit: Gauge,
@@ -203,6 +212,26 @@ impl GatewayMetrics {
             "tls_certificate_expiration_timestamp_seconds",
             "When a certificate the gateway presents expires (its notAfter, Unix seconds): the one served to new connections, or the client certificate for the collector",
             tls_certificate_expiry.clone(),
+        );
+        let key_source_age =
+            Family::<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "key_source_age_seconds",
+            "Seconds since a key or revocation source (consent_keys, revocation, caller_keys) was last read successfully; +Inf if never. Past key_source_max_staleness_seconds, every check that needs it fails closed",
+            key_source_age.clone(),
+        );
+        let key_source_max_staleness =
+            Family::<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "key_source_max_staleness_seconds",
+            "How long a source's last good copy is used (max_staleness) before checks fail closed",
+            key_source_max_staleness.clone(),
+        );
+        let key_source_failures = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "key_source_consecutive_failures",
+            "Reads of a key or revocation source that failed (unreachable, refused, unparsable) since the last that succeeded",
+            key_source_failures.clone(),
         );
         let in_flight = Gauge::default();
         registry.register("calls_in_flight", "Calls being served", in_flight.clone());
@@ -331,6 +360,9 @@ impl GatewayMetrics {
             policy_reloads,
             tls_certificate_reloads,
             tls_certificate_expiry,
+            key_source_age,
+            key_source_max_staleness,
+            key_source_failures,
             in_flight,
             concurrency_limit,
             shed,
@@ -366,6 +398,27 @@ impl GatewayMetrics {
                 file: file.display().to_string(),
             })
             .set(not_after);
+    }
+
+    /// How a key or revocation source is doing (set at each scrape): seconds since its
+    /// last good read (`None`: never), its `max_staleness`, and the failed reads since.
+    pub fn set_key_source_health(
+        &self,
+        source: &'static str,
+        age_seconds: Option<f64>,
+        max_staleness_seconds: f64,
+        consecutive_failures: u64,
+    ) {
+        let labels = SourceLabels { source };
+        self.key_source_age
+            .get_or_create(&labels)
+            .set(age_seconds.unwrap_or(f64::INFINITY));
+        self.key_source_max_staleness
+            .get_or_create(&labels)
+            .set(max_staleness_seconds);
+        self.key_source_failures
+            .get_or_create(&labels)
+            .set(i64::try_from(consecutive_failures).unwrap_or(i64::MAX));
     }
 
     /// The text exposition format.
