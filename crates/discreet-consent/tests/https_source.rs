@@ -208,3 +208,25 @@ async fn a_ca_file_that_is_missing_or_holds_no_certificate_is_refused_at_start()
         .unwrap_err();
     assert!(e.0.contains("no certificate"), "{e:?}");
 }
+
+/// A token path naming something that never ends is a failed read, not a read until
+/// memory runs out.
+#[tokio::test]
+async fn a_bearer_token_file_that_never_ends_is_refused() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let endless = config(1, None, Path::new("/dev/zero"));
+    let service = tokio::time::timeout(Duration::from_secs(10), ConsentService::start(&endless))
+        .await
+        .expect("reading the token file did not stop")
+        .unwrap();
+    let k = fresh_key(SigningAlgorithm::ES256, "k");
+    assert_eq!(
+        service
+            .verify_uncached(&mint(&k, &claims("s")))
+            .await
+            .unwrap_err(),
+        ConsentError::KeysUnavailable
+    );
+}

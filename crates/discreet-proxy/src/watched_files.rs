@@ -143,13 +143,32 @@ impl<T> WatchedFiles<T> {
     }
 }
 
+/// Most bytes read from one watched file. Certificates, keys, CA bundles (Mozilla's is
+/// ~250 KiB) and tokens are far smaller; a path that names something else (a device such
+/// as /dev/zero, a log file) must not be read into memory on every poll.
+const MAX_WATCHED_FILE_BYTES: u64 = 4 << 20;
+
 fn read_all(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, String> {
-    files
-        .iter()
-        .map(|path: &PathBuf| {
-            std::fs::read(path).map_err(|e| format!("{}: {e}", Path::display(path)))
+    files.iter().map(|path| read_bounded(path)).collect()
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_WATCHED_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
         })
-        .collect()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_WATCHED_FILE_BYTES {
+        return Err(format!(
+            "{}: larger than {} MiB; expected a certificate, key, CA bundle or token file",
+            path.display(),
+            MAX_WATCHED_FILE_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Of every file's bytes, each prefixed by its length so that moving bytes from one file
@@ -161,4 +180,41 @@ fn digest(contents: &[Vec<u8>]) -> [u8; 32] {
         hash.update(bytes);
     }
     hash.finalize().into()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_past_the_bound_is_refused_without_reading_it_whole() {
+        let dir = std::env::temp_dir().join(format!("discreet-watched-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.pem");
+        std::fs::write(
+            &big,
+            vec![b'a'; usize::try_from(MAX_WATCHED_FILE_BYTES).unwrap() + 1],
+        )
+        .unwrap();
+        let e = WatchedFiles::load(vec![big.clone()], |_| Ok(())).unwrap_err();
+        assert!(
+            e.contains("big.pem") && e.contains("larger than 4 MiB"),
+            "{e}"
+        );
+        // At the bound, read.
+        std::fs::write(
+            &big,
+            vec![b'a'; usize::try_from(MAX_WATCHED_FILE_BYTES).unwrap()],
+        )
+        .unwrap();
+        let loaded = WatchedFiles::load(vec![big], |c| Ok(c[0].len())).unwrap();
+        assert_eq!(*loaded.current() as u64, MAX_WATCHED_FILE_BYTES);
+        // A device that never ends is refused, not read until memory runs out.
+        if Path::new("/dev/zero").exists() {
+            let e = WatchedFiles::load(vec![PathBuf::from("/dev/zero")], |_| Ok(())).unwrap_err();
+            assert!(e.contains("larger than"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

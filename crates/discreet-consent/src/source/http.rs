@@ -141,11 +141,22 @@ impl HttpSource {
 /// `Bearer <token>` from `file`, marked sensitive (never indexed by HPACK, shown as
 /// "Sensitive" by `Debug`). Errors never quote the file's content.
 async fn bearer(file: &Path) -> Result<http::HeaderValue, SourceError> {
-    let raw = tokio::fs::read(file)
+    use tokio::io::AsyncReadExt;
+    const MAX_TOKEN_BYTES: u64 = 16 * 1024;
+    let unreadable = |e: std::io::Error| {
+        SourceError::Http(format!("bearer token file unreadable: {}", e.kind()))
+    };
+    // Bounded: a path naming something else (a device, a log) is not read whole.
+    let mut raw = Vec::new();
+    tokio::fs::File::open(file)
         .await
-        .map_err(|e| SourceError::Http(format!("bearer token file unreadable: {}", e.kind())))?;
+        .map_err(unreadable)?
+        .take(MAX_TOKEN_BYTES + 1)
+        .read_to_end(&mut raw)
+        .await
+        .map_err(unreadable)?;
     let token = raw.trim_ascii();
-    if token.is_empty() || token.len() > 16 * 1024 {
+    if token.is_empty() || token.len() as u64 > MAX_TOKEN_BYTES {
         return Err(SourceError::Http(
             "bearer token file is empty or over 16 KiB".into(),
         ));
