@@ -84,7 +84,7 @@ impl CallerService {
     /// How the source of the callers' keys is doing (`caller_keys`).
     #[must_use]
     pub fn source_health(&self) -> (&'static str, crate::SourceHealth) {
-        ("caller_keys", self.keys.health())
+        (self.keys.name(), self.keys.health())
     }
 
     /// Loads the JWKS once (failure is not fatal: authentication fails closed until a load
@@ -100,7 +100,7 @@ impl CallerService {
                 "caller: algorithms empty or leeway above 5m".into(),
             ));
         }
-        let keys = Arc::new(key_document(&config.keys)?);
+        let keys = Arc::new(key_document("caller_keys", &config.keys)?);
         let _ = keys.reload().await;
         let task = keys.spawn(config.keys.refresh_interval, true);
         let rules = TokenRules {

@@ -36,6 +36,8 @@ struct Snapshot<T> {
 /// The live copy of one document.
 #[derive(Debug)]
 pub(crate) struct LiveDocument<T> {
+    /// What it is (`consent_keys`, `revocation`, `caller_keys`), for logs and metrics.
+    name: &'static str,
     source: DocumentSource,
     parse: Parser<T>,
     max_staleness: Duration,
@@ -63,8 +65,14 @@ pub struct SourceHealth {
 }
 
 impl<T: Send + Sync + 'static> LiveDocument<T> {
-    pub(crate) fn new(source: DocumentSource, parse: Parser<T>, max_staleness: Duration) -> Self {
+    pub(crate) fn new(
+        name: &'static str,
+        source: DocumentSource,
+        parse: Parser<T>,
+        max_staleness: Duration,
+    ) -> Self {
         LiveDocument {
+            name,
             source,
             parse,
             max_staleness,
@@ -74,6 +82,11 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
             on_demand: Mutex::new(None),
             failures_in_a_row: AtomicU64::new(0),
         }
+    }
+
+    /// What it is (`consent_keys`, `revocation`, `caller_keys`).
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
     }
 
     /// How the source is doing now.
@@ -102,16 +115,39 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
     pub(crate) async fn reload(&self) -> Result<bool, ()> {
         let ticket = self.fetches.fetch_add(1, Ordering::AcqRel) + 1;
         let result = match self.source.fetch().await {
-            Ok(bytes) => self.install(ticket, &bytes),
-            Err(_) => Err(()),
+            Ok(bytes) => self
+                .install(ticket, &bytes)
+                .map_err(|()| "the document does not parse".to_owned()),
+            Err(e) => Err(e.to_string()),
         };
-        match result {
-            Ok(_) => self.failures_in_a_row.store(0, Ordering::Relaxed),
-            Err(()) => {
-                self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+        // Logged when a run of failures starts and when it ends, not at every poll (a
+        // revocation list is polled every second); the metrics count the run. The reason
+        // names the failure (a status, a TLS error, a file error kind), never a URL, a
+        // token or the document.
+        match &result {
+            Ok(_) => {
+                let failed = self.failures_in_a_row.swap(0, Ordering::Relaxed);
+                if failed > 0 {
+                    tracing::info!(
+                        source = self.name,
+                        failed,
+                        "key or revocation source read again"
+                    );
+                }
+            }
+            Err(reason) => {
+                if self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        source = self.name,
+                        error = %reason,
+                        max_staleness_secs = self.max_staleness.as_secs(),
+                        "key or revocation source cannot be read; its last good copy serves \
+                         until max_staleness, then checks that need it fail closed"
+                    );
+                }
             }
         }
-        result
+        result.map_err(|_| ())
     }
 
     /// Installs what the fetch with `ticket` read, unless a later fetch's result is
@@ -203,6 +239,7 @@ mod tests {
     fn document() -> LiveDocument<String> {
         let parse: Parser<String> = |b| std::str::from_utf8(b).ok().map(str::to_owned);
         LiveDocument::new(
+            "test",
             DocumentSource::File(FileSource::new("unused")),
             parse,
             Duration::from_secs(60),
@@ -235,6 +272,7 @@ mod tests {
         let file = dir.join("doc");
         let parse: Parser<String> = |b| std::str::from_utf8(b).ok().map(str::to_owned);
         let d = LiveDocument::new(
+            "test",
             DocumentSource::File(FileSource::new(&file)),
             parse,
             Duration::from_secs(60),
@@ -261,6 +299,66 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         assert!(d.reload().await.is_err());
         assert_eq!(d.health().consecutive_failures, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What the subscriber installed by [`logged`] wrote.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_of_failures_is_logged_once_with_its_reason_and_so_is_its_end() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = std::env::temp_dir().join(format!("discreet-live-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("doc");
+        let parse: Parser<String> =
+            |b| (b != b"SECRET-UNPARSABLE").then(|| String::from_utf8_lossy(b).into_owned());
+        let d = LiveDocument::new(
+            "revocation",
+            DocumentSource::File(FileSource::new(&file)),
+            parse,
+            Duration::from_secs(60),
+        );
+        std::fs::write(&file, "good").unwrap();
+        d.reload().await.unwrap();
+        std::fs::write(&file, "SECRET-UNPARSABLE").unwrap();
+        for _ in 0..3 {
+            assert!(d.reload().await.is_err());
+        }
+        std::fs::write(&file, "good again").unwrap();
+        d.reload().await.unwrap();
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("cannot be read").count(), 1, "{text}");
+        assert!(
+            text.contains("source=\"revocation\"") || text.contains("source=revocation"),
+            "{text}"
+        );
+        assert!(text.contains("does not parse"), "{text}");
+        assert!(
+            text.contains("read again") && text.contains("failed=3"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("SECRET"),
+            "the document reached the log: {text}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

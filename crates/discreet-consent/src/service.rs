@@ -43,7 +43,7 @@ impl ConsentService {
     /// checks fail closed until a load succeeds), and starts the reload tasks.
     pub async fn start(config: &ConsentConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let keys = Arc::new(key_document(&config.keys)?);
+        let keys = Arc::new(key_document("consent_keys", &config.keys)?);
         let _ = keys.reload().await;
         let mut tasks = vec![keys.spawn(config.keys.refresh_interval, true)];
         let revocation = match &config.revocation {
@@ -70,9 +70,9 @@ impl ConsentService {
     /// configured) are doing.
     #[must_use]
     pub fn source_health(&self) -> Vec<(&'static str, crate::SourceHealth)> {
-        let mut health = vec![("consent_keys", self.keys.health())];
+        let mut health = vec![(self.keys.name(), self.keys.health())];
         if let Some(revocation) = &self.revocation {
-            health.push(("revocation", revocation.health()));
+            health.push((revocation.name(), revocation.health()));
         }
         health
     }
@@ -168,21 +168,25 @@ impl ConsentService {
     }
 }
 
-/// A source for a document at `file` or `url`; for a URL, its CA bundle is read now
-/// (errors name the field, never the file's content).
-fn source(
-    file: &Option<std::path::PathBuf>,
-    url: &Option<String>,
+/// Where one document comes from, as a key or revocation source configures it.
+struct SourceFields<'a> {
+    file: &'a Option<std::path::PathBuf>,
+    url: &'a Option<String>,
     timeout: std::time::Duration,
-    ca_file: &Option<std::path::PathBuf>,
-    bearer_token_file: &Option<std::path::PathBuf>,
-) -> Result<DocumentSource, ConfigError> {
-    match (file, url) {
+    ca_file: &'a Option<std::path::PathBuf>,
+    bearer_token_file: &'a Option<std::path::PathBuf>,
+}
+
+/// The source of document `what` (`keys`, `revocation`: the field errors are named by);
+/// for a URL, its CA bundle is read now. Errors never hold a file's content.
+fn source(what: &str, fields: &SourceFields<'_>) -> Result<DocumentSource, ConfigError> {
+    let refuse = |message: String| ConfigError(format!("{what}: {message}"));
+    match (fields.file, fields.url) {
         (Some(path), None) => Ok(DocumentSource::File(FileSource::new(path))),
         (None, Some(url)) => {
-            let ca_pem = match ca_file {
+            let ca_pem = match fields.ca_file {
                 Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    ConfigError(format!(
+                    refuse(format!(
                         "ca_file {}: cannot read: {}",
                         path.display(),
                         e.kind()
@@ -192,31 +196,37 @@ fn source(
             };
             let options = crate::source::HttpSourceOptions {
                 ca_pem,
-                bearer_token_file: bearer_token_file.clone(),
+                bearer_token_file: fields.bearer_token_file.clone(),
             };
-            HttpSource::with_options(url, timeout, options)
+            HttpSource::with_options(url, fields.timeout, options)
                 .map(|h| DocumentSource::Http(Box::new(h)))
-                .map_err(|e| ConfigError(e.to_string()))
+                .map_err(|e| refuse(e.to_string()))
         }
-        _ => Err(ConfigError("set exactly one of file, url".into())),
+        _ => Err(refuse("set exactly one of file, url".into())),
     }
 }
 
-pub(crate) fn key_document(cfg: &KeySourceConfig) -> Result<LiveDocument<KeySet>, ConfigError> {
+/// The live key set of `cfg`; `name` (`consent_keys`, `caller_keys`) names it in logs
+/// and metrics.
+pub(crate) fn key_document(
+    name: &'static str,
+    cfg: &KeySourceConfig,
+) -> Result<LiveDocument<KeySet>, ConfigError> {
     // Every asymmetric key is kept; the configured algorithms are enforced per token (the
     // header `alg` must be allowed and equal the key's pinned algorithm).
     fn parse(bytes: &[u8]) -> Option<KeySet> {
         KeySet::from_jwks(bytes, &crate::SigningAlgorithm::ALL).ok()
     }
+    let fields = SourceFields {
+        file: &cfg.file,
+        url: &cfg.url,
+        timeout: cfg.timeout,
+        ca_file: &cfg.ca_file,
+        bearer_token_file: &cfg.bearer_token_file,
+    };
     Ok(LiveDocument::new(
-        source(
-            &cfg.file,
-            &cfg.url,
-            cfg.timeout,
-            &cfg.ca_file,
-            &cfg.bearer_token_file,
-        )
-        .map_err(|e| ConfigError(format!("keys: {}", e.0)))?,
+        name,
+        source("keys", &fields)?,
         parse,
         cfg.max_staleness,
     ))
@@ -233,15 +243,16 @@ fn revocation_document(
     } else {
         cfg.refresh_interval
     };
+    let fields = SourceFields {
+        file: &cfg.file,
+        url: &cfg.url,
+        timeout: cfg.timeout,
+        ca_file: &cfg.ca_file,
+        bearer_token_file: &cfg.bearer_token_file,
+    };
     let doc = LiveDocument::new(
-        source(
-            &cfg.file,
-            &cfg.url,
-            cfg.timeout,
-            &cfg.ca_file,
-            &cfg.bearer_token_file,
-        )
-        .map_err(|e| ConfigError(format!("revocation: {}", e.0)))?,
+        "revocation",
+        source("revocation", &fields)?,
         parse,
         cfg.max_staleness,
     );
