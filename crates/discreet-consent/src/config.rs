@@ -64,8 +64,10 @@ pub struct KeySourceConfig {
     pub allow_cleartext: bool,
     /// CA certificates (PEM) that issue an `https://` source's certificate, when a private
     /// CA does: the cluster's for the API server's keys
-    /// (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Read at start. Default:
-    /// the Mozilla roots.
+    /// (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Read at start (refused
+    /// if unreadable or empty) and again when it changes, so a rotated cluster CA needs no
+    /// restart; while it cannot be used, reads of the source fail. Default: the Mozilla
+    /// roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// A file holding a bearer token, sent as `Authorization: Bearer <token>` with every
@@ -108,8 +110,10 @@ pub struct RevocationSourceConfig {
     pub allow_cleartext: bool,
     /// CA certificates (PEM) that issue an `https://` source's certificate, when a private
     /// CA does: the cluster's for the API server's keys
-    /// (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Read at start. Default:
-    /// the Mozilla roots.
+    /// (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`). Read at start (refused
+    /// if unreadable or empty) and again when it changes, so a rotated cluster CA needs no
+    /// restart; while it cannot be used, reads of the source fail. Default: the Mozilla
+    /// roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// A file holding a bearer token, sent as `Authorization: Bearer <token>` with every

@@ -178,24 +178,15 @@ struct SourceFields<'a> {
 }
 
 /// The source of document `what` (`keys`, `revocation`: the field errors are named by);
-/// for a URL, its CA bundle is read now. Errors never hold a file's content.
+/// for a URL, its CA bundle is read now (and again whenever it changes). Errors never
+/// hold a file's content.
 fn source(what: &str, fields: &SourceFields<'_>) -> Result<DocumentSource, ConfigError> {
     let refuse = |message: String| ConfigError(format!("{what}: {message}"));
     match (fields.file, fields.url) {
         (Some(path), None) => Ok(DocumentSource::File(FileSource::new(path))),
         (None, Some(url)) => {
-            let ca_pem = match fields.ca_file {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    refuse(format!(
-                        "ca_file {}: cannot read: {}",
-                        path.display(),
-                        e.kind()
-                    ))
-                })?),
-                None => None,
-            };
             let options = crate::source::HttpSourceOptions {
-                ca_pem,
+                ca_file: fields.ca_file.clone(),
                 bearer_token_file: fields.bearer_token_file.clone(),
             };
             HttpSource::with_options(url, fields.timeout, options)

@@ -230,3 +230,61 @@ async fn a_bearer_token_file_that_never_ends_is_refused() {
         ConsentError::KeysUnavailable
     );
 }
+
+/// The cluster's CA is rotated by updating the mounted bundle: the source trusts what the
+/// file holds now, without a restart, and a bundle replaced by something unusable is
+/// trusted for nothing (reads fail, the health shows it) until it is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_ca_file_is_read_again_and_a_broken_one_trusts_nothing() {
+    let k = fresh_key(SigningAlgorithm::ES256, "cluster");
+    let server = key_server(jwks_of(&[&k]), "token").await;
+    let dir = temp_dir("https-source-ca-rotation");
+    let token_file = dir.join("token");
+    write_atomic(&token_file, "token");
+    let ca_file = dir.join("ca.crt");
+    let pem = |name: &str| std::fs::read_to_string(fixture(name)).unwrap();
+    // Before the rotation the bundle names a CA that did not sign the server's certificate.
+    write_atomic(&ca_file, &pem("rogue-ca-cert.pem"));
+    let service = ConsentService::start(&config(server.port, Some(ca_file.clone()), &token_file))
+        .await
+        .unwrap();
+    let token = mint(&k, &claims("s"));
+    assert_eq!(
+        service.verify_uncached(&token).await.unwrap_err(),
+        ConsentError::KeysUnavailable
+    );
+    let failures = |service: &ConsentService| service.source_health()[0].1.consecutive_failures;
+    assert!(failures(&service) > 0);
+
+    write_atomic(&ca_file, &pem("ca-cert.pem"));
+    assert!(
+        within(Duration::from_secs(5), async || service
+            .verify_uncached(&token)
+            .await
+            .is_ok())
+        .await,
+        "the rotated ca_file was not read again"
+    );
+    assert_eq!(failures(&service), 0);
+
+    // Replaced by something that is not a bundle: reads fail from the next one on (the
+    // keys already read stay in use until max_staleness, as for any failing source).
+    write_atomic(&ca_file, "not a certificate\n");
+    assert!(
+        within(Duration::from_secs(5), async || failures(&service) >= 2).await,
+        "reads went on with a ca_file that holds no certificate"
+    );
+    // Removed: the same.
+    std::fs::remove_file(&ca_file).unwrap();
+    let before = failures(&service);
+    assert!(
+        within(Duration::from_secs(5), async || failures(&service) > before).await,
+        "reads went on without a ca_file"
+    );
+    // Back: trusted again.
+    write_atomic(&ca_file, &pem("ca-cert.pem"));
+    assert!(
+        within(Duration::from_secs(5), async || failures(&service) == 0).await,
+        "the restored ca_file was not read again"
+    );
+}

@@ -2,10 +2,12 @@
 //! (webpki) roots, or the CAs of a `ca_file` for a source a private CA vouches for (the
 //! API server), so no system OpenSSL is needed. A bearer token, for a source that asks for
 //! one, is read from its file for every request: a projected service-account token is
-//! renewed in place.
+//! renewed in place. A `ca_file` is checked before every request too and, when it has
+//! changed, read again (a cluster's CA is rotated by updating `kube-root-ca.crt`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -16,11 +18,17 @@ use hyper_util::rt::TokioExecutor;
 
 use super::{MAX_DOCUMENT_BYTES, SourceError};
 
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// A CA bundle is tens of kilobytes (Mozilla's whole set is ~200 KiB); a path naming
+/// something larger (a device, a log) is refused rather than read whole.
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
 /// An HTTP(S) source.
 #[derive(Clone)]
 pub struct HttpSource {
     uri: http::Uri,
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Clients,
     timeout: Duration,
     bearer_token_file: Option<PathBuf>,
 }
@@ -28,10 +36,124 @@ pub struct HttpSource {
 /// How an [`HttpSource`] authenticates the server and itself, beyond the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct HttpSourceOptions {
-    /// PEM CA certificates to trust instead of the Mozilla roots.
-    pub ca_pem: Option<Vec<u8>>,
+    /// A PEM file of the CA certificates to trust instead of the Mozilla roots. Read when
+    /// the source is built (an unreadable or empty bundle refuses it) and again whenever
+    /// it changes.
+    pub ca_file: Option<PathBuf>,
     /// A file whose content (trimmed) is sent as `Authorization: Bearer <content>`.
     pub bearer_token_file: Option<PathBuf>,
+}
+
+/// The client a request goes out on.
+#[derive(Clone)]
+enum Clients {
+    /// Trusting the Mozilla roots, for the source's life.
+    Fixed(HttpsClient),
+    /// Trusting a `ca_file`, rebuilt when the file changes.
+    PrivateCa(Arc<PrivateCa>),
+}
+
+/// A `ca_file` and the client that trusts what it held when last read.
+struct PrivateCa {
+    path: PathBuf,
+    state: Mutex<CaState>,
+}
+
+/// Length and modification time of a file.
+type FileStamp = (u64, Option<SystemTime>);
+
+struct CaState {
+    /// Length and modification time of the file when last read: a changed stamp means
+    /// read again (Kubernetes replaces a mounted file, so the time moves).
+    stamp: FileStamp,
+    /// The bytes last read, so a touched but unchanged file keeps its client (and the
+    /// client's pooled connections).
+    pem: Vec<u8>,
+    /// The client for `pem`, or why the file as it now stands cannot be trusted: every
+    /// request fails with that until the file changes again. The previous CA is not
+    /// kept: a file that was replaced no longer says what to trust.
+    client: Result<HttpsClient, SourceError>,
+}
+
+impl PrivateCa {
+    /// Reads `path` now; an unreadable file or one with no certificate is an error.
+    fn load(path: &Path) -> Result<Self, SourceError> {
+        let (stamp, pem) = read_ca_file(path)?;
+        let client = private_ca_client(path, &pem)?;
+        Ok(PrivateCa {
+            path: path.to_owned(),
+            state: Mutex::new(CaState {
+                stamp,
+                pem,
+                client: Ok(client),
+            }),
+        })
+    }
+
+    /// The client for the file as it is now: one `stat` when nothing changed.
+    fn current(&self) -> Result<HttpsClient, SourceError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| SourceError::Http("ca_file state poisoned".into()))?;
+        let stamp = ca_stamp(&self.path);
+        if stamp.as_ref().ok() != Some(&state.stamp) {
+            match read_ca_file(&self.path) {
+                Ok((stamp, pem)) => {
+                    if pem != state.pem || state.client.is_err() {
+                        state.client = private_ca_client(&self.path, &pem);
+                        match &state.client {
+                            Ok(_) => tracing::info!(
+                                ca_file = %self.path.display(),
+                                "ca_file changed: trusting the certificates it holds now"
+                            ),
+                            Err(e) => tracing::warn!(
+                                ca_file = %self.path.display(),
+                                error = %e,
+                                "ca_file changed and cannot be used: its source's reads fail until it is fixed"
+                            ),
+                        }
+                    }
+                    state.stamp = stamp;
+                    state.pem = pem;
+                }
+                Err(e) => {
+                    // Unreadable (removed, a permission change): nothing is trusted, and
+                    // the next request reads again.
+                    state.stamp = (u64::MAX, None);
+                    state.pem.clear();
+                    state.client = Err(e);
+                }
+            }
+        }
+        state.client.clone()
+    }
+}
+
+fn ca_stamp(path: &Path) -> Result<FileStamp, SourceError> {
+    let meta = std::fs::metadata(path).map_err(|e| ca_error(path, e))?;
+    Ok((meta.len(), meta.modified().ok()))
+}
+
+fn ca_error(path: &Path, e: std::io::Error) -> SourceError {
+    SourceError::CaFile(format!("{}: cannot read: {}", path.display(), e.kind()))
+}
+
+/// The file's stamp and content, bounded.
+fn read_ca_file(path: &Path) -> Result<(FileStamp, Vec<u8>), SourceError> {
+    use std::io::Read;
+    let stamp = ca_stamp(path)?;
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut pem))
+        .map_err(|e| ca_error(path, e))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(SourceError::CaFile(format!(
+            "{}: over 1 MiB, not a CA bundle",
+            path.display()
+        )));
+    }
+    Ok((stamp, pem))
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -64,16 +186,15 @@ impl HttpSource {
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(SourceError::Http("URL scheme must be http or https".into()));
         }
-        let provider = rustls::crypto::ring::default_provider();
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match &options.ca_pem {
-            None => builder
-                .with_provider_and_webpki_roots(provider)
-                .map_err(|_| SourceError::Http("TLS set-up failed".into()))?,
-            Some(pem) => builder.with_tls_config(private_ca_config(pem, provider)?),
+        let client = match &options.ca_file {
+            None => {
+                let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+                    .map_err(|_| SourceError::Http("TLS set-up failed".into()))?;
+                Clients::Fixed(client_for(builder))
+            }
+            Some(path) => Clients::PrivateCa(Arc::new(PrivateCa::load(path)?)),
         };
-        let connector = builder.https_or_http().enable_http1().build();
-        let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(HttpSource {
             uri,
             client,
@@ -113,8 +234,11 @@ impl HttpSource {
             let request = request
                 .body(Empty::new())
                 .map_err(|_| SourceError::Http("invalid request".into()))?;
-            let response = self
-                .client
+            let client = match &self.client {
+                Clients::Fixed(client) => client.clone(),
+                Clients::PrivateCa(ca) => ca.current()?,
+            };
+            let response = client
                 .request(request)
                 .await
                 .map_err(|e| SourceError::Http(format!("request failed: {}", causes(&e))))?;
@@ -168,26 +292,35 @@ async fn bearer(file: &Path) -> Result<http::HeaderValue, SourceError> {
     Ok(value)
 }
 
-/// A TLS client configuration trusting only the CA certificates in `pem`.
-fn private_ca_config(
-    pem: &[u8],
-    provider: rustls::crypto::CryptoProvider,
-) -> Result<rustls::ClientConfig, SourceError> {
+fn client_for(
+    builder: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+) -> HttpsClient {
+    let connector = builder.https_or_http().enable_http1().build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// A client trusting only the CA certificates in `pem`.
+fn private_ca_client(path: &Path, pem: &[u8]) -> Result<HttpsClient, SourceError> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let refuse = |why: &str| SourceError::CaFile(format!("{}: {why}", path.display()));
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|_| SourceError::Http("ca_file is not PEM".into()))?;
-        roots
-            .add(cert)
-            .map_err(|e| SourceError::Http(format!("ca_file: {e}")))?;
+        let cert = cert.map_err(|_| refuse("is not PEM"))?;
+        roots.add(cert).map_err(|e| refuse(&e.to_string()))?;
     }
     if roots.is_empty() {
-        return Err(SourceError::Http("ca_file holds no certificate".into()));
+        return Err(refuse("holds no certificate"));
     }
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|_| SourceError::Http("TLS set-up failed".into()))
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|_| SourceError::Http("TLS set-up failed".into()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(client_for(
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config),
+    ))
 }
 
 /// The error's sources after its own text: hyper's client says only "client error

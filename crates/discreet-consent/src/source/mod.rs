@@ -20,6 +20,10 @@ pub enum SourceError {
     /// The HTTP request failed or returned a non-success status.
     #[error("source URL unreachable or failed: {0}")]
     Http(String),
+    /// The CA bundle of an `https://` source cannot be read or holds no usable
+    /// certificate.
+    #[error("ca_file {0}")]
+    CaFile(String),
     /// The document exceeds the size limit.
     #[error("source document too large")]
     TooLarge,
