@@ -910,6 +910,37 @@ async fn a_collector_token_from_a_file_is_sent_and_a_rotated_one_applies_without
         .await,
         "the queued span did not arrive after the token file was renewed"
     );
+    assert!(
+        metric(
+            &h,
+            "discreet_audit_header_reloads_total{result=\"applied\"}"
+        )
+        .await
+            >= 1
+    );
+
+    // A file whose value gRPC cannot carry is refused, counted, and the token in use kept.
+    std::fs::write(&staged, "Bearer third\u{1}token\n").unwrap();
+    std::fs::rename(&staged, &token_file).unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(5), async || {
+            metric(
+                &h,
+                "discreet_audit_header_reloads_total{result=\"rejected\"}",
+            )
+            .await
+                == 1
+        })
+        .await,
+        "the unusable token file was not counted as rejected"
+    );
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(10), async || h.receiver.spans().len()
+            == 3)
+        .await,
+        "a rejected token file stopped the export"
+    );
     let body = http_get(h.metrics_addr().unwrap(), "/metrics").await;
     assert!(
         !body.contains("collector-token"),

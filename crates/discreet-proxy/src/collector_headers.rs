@@ -10,7 +10,10 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use discreet_config::{CollectorHeaderConfig, collector_header_value_problem};
-use discreet_telemetry::CollectorHeaders;
+use discreet_telemetry::{
+    CollectorHeaders,
+    metrics::{GatewayMetrics, ResultLabels},
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::watched_files::{FileReload, WatchedFiles};
@@ -69,29 +72,41 @@ impl CollectorHeadersState {
 
     /// Reloads the files whenever they change, until the returned task is aborted (no task
     /// when every value is inline).
-    pub(crate) fn watch(self: Arc<Self>, poll: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    pub(crate) fn watch(
+        self: Arc<Self>,
+        poll: Duration,
+        metrics: Arc<GatewayMetrics>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         if self.from_files.is_empty() {
             return None;
         }
         let files = self.current.files().to_vec();
         let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
         Some(crate::file_watch::watch_files(&paths, poll, move || {
-            self.reload();
+            self.reload(&metrics);
         }))
     }
 
-    fn reload(&self) {
+    fn reload(&self, metrics: &GatewayMetrics) {
+        let count = |result: &'static str| {
+            metrics
+                .audit_header_reloads
+                .get_or_create(&ResultLabels { result })
+                .inc();
+        };
         let reloaded = self
             .current
             .reload(|contents| with_file_values(&self.inline, &self.from_files, contents));
         match reloaded {
             FileReload::Unchanged => {}
             FileReload::Loaded(_) => {
+                count("applied");
                 tracing::info!(
                     "audit.headers files reloaded; the next export request carries them"
                 );
             }
             FileReload::Rejected(message) => {
+                count("rejected");
                 tracing::error!(
                     "audit.headers files rejected, keeping the values in use: {message}"
                 );

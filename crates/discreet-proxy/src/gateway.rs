@@ -272,7 +272,7 @@ impl Gateway {
         let collector_tls_watch =
             collector_tls.and_then(|tls| tls.watch(POLICY_POLL, Arc::clone(&metrics)));
         let collector_headers_watch =
-            collector_headers.and_then(|headers| headers.watch(POLICY_POLL));
+            collector_headers.and_then(|headers| headers.watch(POLICY_POLL, Arc::clone(&metrics)));
         let shadow_watch = shadow.map(|shadow| {
             let m = Arc::clone(&metrics);
             m.set_shadow_policy_version(&shadow.state.current().version);

@@ -119,6 +119,8 @@ pub struct GatewayMetrics {
     /// Reloads of TLS files by result (applied, rejected): the serving certificate and key,
     /// the client CA bundle, the collector's CA bundle and client certificate.
     pub tls_certificate_reloads: Family<ReloadLabels, Counter>,
+    /// Reloads of the `audit.headers` files (collector credentials) by result.
+    pub audit_header_reloads: Family<ResultLabels, Counter>,
     /// `notAfter` of each certificate the gateway presents (serving, collector client), by
     /// file; no series without TLS.
     tls_certificate_expiry: Family<FileLabels, Gauge>,
@@ -206,6 +208,12 @@ impl GatewayMetrics {
             "tls_certificate_reloads",
             "TLS file reloads by files (serving: certificate and key; client_ca: client CA bundle; collector: collector CA bundle and client certificate) and result (applied, rejected: what was in force stays in use)",
             tls_certificate_reloads.clone(),
+        );
+        let audit_header_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "audit_header_reloads",
+            "Reloads of the audit.headers files (credentials sent to the collector) by result (applied, rejected: the values in use are kept)",
+            audit_header_reloads.clone(),
         );
         let tls_certificate_expiry = Family::<FileLabels, Gauge>::default();
         registry.register(
@@ -343,6 +351,9 @@ impl GatewayMetrics {
             policy_reloads
                 .get_or_create(&ResultLabels { result })
                 .inc_by(0);
+            audit_header_reloads
+                .get_or_create(&ResultLabels { result })
+                .inc_by(0);
             for files in ["serving", "client_ca", "collector"] {
                 tls_certificate_reloads
                     .get_or_create(&ReloadLabels { files, result })
@@ -359,6 +370,7 @@ impl GatewayMetrics {
             upstream_retries,
             policy_reloads,
             tls_certificate_reloads,
+            audit_header_reloads,
             tls_certificate_expiry,
             key_source_age,
             key_source_max_staleness,
