@@ -216,17 +216,25 @@ mod tests {
         assert!(now["authorization"].is_sensitive());
         assert_eq!(now["x-scope-orgid"], "tenant-a");
 
+        let metrics = GatewayMetrics::new("k");
         std::fs::write(&token, "Bearer two").unwrap();
-        state.reload();
+        state.reload(&metrics);
         assert_eq!((headers.0)()["authorization"], "Bearer two");
         assert_eq!((headers.0)()["x-scope-orgid"], "tenant-a");
 
         // Emptied mid-rotation, or holding a line break: the last good value stays.
         for bad in ["", "Bearer three\nBearer four"] {
             std::fs::write(&token, bad).unwrap();
-            state.reload();
+            state.reload(&metrics);
             assert_eq!((headers.0)()["authorization"], "Bearer two");
         }
+        let count = |result| {
+            metrics
+                .audit_header_reloads
+                .get_or_create(&ResultLabels { result })
+                .get()
+        };
+        assert_eq!((count("applied"), count("rejected")), (1, 2));
     }
 
     #[test]
@@ -256,6 +264,7 @@ mod tests {
         let state = CollectorHeadersState::load(&config(&[("x-scope-orgid", None, Some("t"))]))
             .unwrap()
             .unwrap();
-        assert!(state.watch(Duration::from_secs(1)).is_none());
+        let metrics = Arc::new(GatewayMetrics::new("k"));
+        assert!(state.watch(Duration::from_secs(1), metrics).is_none());
     }
 }

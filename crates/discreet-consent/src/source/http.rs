@@ -48,7 +48,7 @@ pub struct HttpSourceOptions {
 #[derive(Clone)]
 enum Clients {
     /// Trusting the Mozilla roots, for the source's life.
-    Fixed(HttpsClient),
+    Fixed(Box<HttpsClient>),
     /// Trusting a `ca_file`, rebuilt when the file changes.
     PrivateCa(Arc<PrivateCa>),
 }
@@ -191,7 +191,7 @@ impl HttpSource {
                 let builder = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
                     .map_err(|_| SourceError::Http("TLS set-up failed".into()))?;
-                Clients::Fixed(client_for(builder))
+                Clients::Fixed(Box::new(client_for(builder)))
             }
             Some(path) => Clients::PrivateCa(Arc::new(PrivateCa::load(path)?)),
         };
@@ -235,7 +235,7 @@ impl HttpSource {
                 .body(Empty::new())
                 .map_err(|_| SourceError::Http("invalid request".into()))?;
             let client = match &self.client {
-                Clients::Fixed(client) => client.clone(),
+                Clients::Fixed(client) => (**client).clone(),
                 Clients::PrivateCa(ca) => ca.current()?,
             };
             let response = client
