@@ -26,6 +26,9 @@ pub struct PurposePlan {
     minimum_age: Vec<(String, u32)>,
     birth_date: Option<(Vec<u32>, bool)>,
     jurisdiction: Option<Vec<u32>>,
+    /// Whether a record's jurisdiction changes what it gets (a variant plan or a minimum
+    /// age of its own): then a record whose jurisdiction is unknown is refused.
+    jurisdiction_matters: bool,
 }
 
 /// What happened to one record.
@@ -44,6 +47,13 @@ pub enum Refusal {
     BelowMinimumAge { minimum: u32 },
     #[error("the purpose has a minimum age of {minimum} and the record has no valid birth date")]
     AgeUnknown { minimum: u32 },
+    /// The purpose has rules or a minimum age per jurisdiction, and the record's
+    /// jurisdiction is missing or not an ISO 3166 code: which of them apply is unknown,
+    /// and the rules of no jurisdiction could release what an override withholds.
+    #[error(
+        "the purpose's rules depend on the jurisdiction and the record has no valid jurisdiction (an ISO 3166 code such as FR or US-CA)"
+    )]
+    JurisdictionUnknown,
 }
 
 impl PurposePlan {
@@ -76,7 +86,10 @@ impl PurposePlan {
                 .collect();
             variants.push((code.clone(), build(scopes)?));
         }
+        let jurisdiction_matters =
+            !variants.is_empty() || p.minimum_age.keys().any(|k| k != "default");
         Ok(PurposePlan {
+            jurisdiction_matters,
             purpose: purpose.to_owned(),
             policy_version: policy.version.clone(),
             base,
@@ -87,10 +100,12 @@ impl PurposePlan {
         })
     }
 
-    /// The plan for a record in `jurisdiction`.
+    /// The plan for a record in `jurisdiction` (normalized as a record's is; an unknown
+    /// code gets the base plan here, which [`PurposePlan::apply`] would refuse).
     #[must_use]
     pub fn plan_for(&self, jurisdiction: Option<&str>) -> &RedactionPlan {
-        self.plan_for_chain(&jurisdiction.map(jurisdiction_chain).unwrap_or_default())
+        let code = jurisdiction.and_then(crate::normalize_code);
+        self.plan_for_chain(&code.as_deref().map(jurisdiction_chain).unwrap_or_default())
     }
 
     fn plan_for_chain(&self, chain: &[&str]) -> &RedactionPlan {
@@ -160,12 +175,16 @@ impl PurposePlan {
         out: &mut Vec<u8>,
         report: &mut RewriteReport,
     ) -> Result<(RecordOutcome, Option<usize>), RedactError> {
-        let jurisdiction = match &self.jurisdiction {
+        let raw = match &self.jurisdiction {
             Some(path) => last_string(input, path)?,
             None => None,
         };
+        let code = raw.and_then(crate::normalize_code);
+        if code.is_none() && self.jurisdiction_matters {
+            return Ok((RecordOutcome::Refused(Refusal::JurisdictionUnknown), None));
+        }
         // The chain is worked out once per record: the age guard and the plan both use it.
-        let chain = jurisdiction.map(jurisdiction_chain).unwrap_or_default();
+        let chain = code.as_deref().map(jurisdiction_chain).unwrap_or_default();
         if let Some(minimum) = self.minimum_age_for(&chain) {
             let birth = match &self.birth_date {
                 Some((path, is_message)) => extract_birth_date(input, path, *is_message)?,
@@ -216,7 +235,9 @@ impl Policy {
             .purpose(purpose)
             .ok_or_else(|| format!("purpose {purpose:?} is not defined by the policy"))?;
         let root = schema.message(message).map_err(|e| e.to_string())?;
-        let scopes = jurisdiction
+        let code = jurisdiction.and_then(crate::normalize_code);
+        let scopes = code
+            .as_deref()
             .into_iter()
             .flat_map(jurisdiction_chain)
             .filter(|c| p.jurisdictions.contains_key(*c))

@@ -38,7 +38,7 @@ pub use golden::{
     run_case,
 };
 pub use json_schema::{policy_json_schema, policy_tests_json_schema};
-pub use jurisdiction::jurisdiction_chain;
+pub use jurisdiction::{jurisdiction_chain, normalize_code};
 pub use lint::{LintFinding, LintProblem, lint_schema};
 pub use policy::{AccessDenial, ConsentGrant, Explanation, LegalBasis, Policy, Purpose, Rule};
 pub use vocabulary::{Vocabulary, VocabularyEntry};

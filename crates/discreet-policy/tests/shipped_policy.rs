@@ -274,6 +274,42 @@ fn a_jurisdiction_override_beats_the_purpose_rule() {
     );
 }
 
+/// A store may write a code in lower case or with spaces: it is the same jurisdiction, and
+/// its overrides apply. A value that is no code at all (a country's name, ISO alpha-3,
+/// nothing) leaves unknown which overrides apply: a purpose with any is refused the
+/// record rather than given the rules of no jurisdiction; a purpose with none serves it.
+#[test]
+fn a_record_jurisdiction_is_normalized_and_an_unknown_one_fails_closed() {
+    let marketing = "marketing.communications.email";
+    let g = grant(marketing, &[]);
+    // The EU override drops the birth date for marketing (the base rule keeps the year).
+    for code in ["FR", "fr", " fr ", "Fr"] {
+        let (outcome, released, _) = apply(marketing, &g, &person("1980-03-01", code));
+        assert_eq!(outcome, RecordOutcome::Released, "{code:?}");
+        assert_eq!(
+            released.unwrap().demographics.unwrap().birth_date,
+            "",
+            "{code:?} did not get the EU override"
+        );
+    }
+    for unknown in ["France", "FRA", "", "F R"] {
+        let (outcome, released, _) = apply(marketing, &g, &person("1980-03-01", unknown));
+        assert_eq!(
+            outcome,
+            RecordOutcome::Refused(Refusal::JurisdictionUnknown),
+            "{unknown:?}"
+        );
+        assert!(released.is_none());
+    }
+    // Fraud detection has no jurisdiction rules and no minimum age: served either way.
+    let (outcome, _, _) = apply(
+        "essential.fraud_detection",
+        &ConsentGrant::default(),
+        &person("1980-03-01", "France"),
+    );
+    assert_eq!(outcome, RecordOutcome::Released);
+}
+
 fn parse(text: &str) -> Result<Policy, Vec<discreet_policy::Diagnostic>> {
     Policy::parse(Path::new("p.yaml"), text, &SCHEMA)
 }
