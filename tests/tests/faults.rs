@@ -1303,35 +1303,104 @@ fn url_keys(url: String) -> KeySourceConfig {
 /// served from the harness's own files.
 async fn harness_with_sources(docs: &DocServer) -> Harness {
     Harness::start_with(|c| {
-        docs.set(
-            "/consent-jwks.json",
-            Doc::File(c.consent.keys.file.clone().unwrap()),
-        );
-        c.consent.keys = url_keys(docs.url("/consent-jwks.json"));
-        let revocation = c.consent.revocation.as_ref().unwrap();
-        docs.set(
-            "/revocations.json",
-            Doc::File(revocation.file.clone().unwrap()),
-        );
-        c.consent.revocation = Some(RevocationSourceConfig {
-            file: None,
-            url: Some(docs.url("/revocations.json")),
-            refresh_interval: REFRESH,
-            max_staleness: STALENESS,
-            timeout: Duration::from_secs(2),
-            ..RevocationSourceConfig::file("unused")
-        });
-        let discreet_config::IdentityConfig::ServiceAccount(identity) = &mut c.identity else {
-            panic!("the shipped configuration uses service-account identity");
-        };
-        docs.set(
-            "/caller-jwks.json",
-            Doc::File(identity.keys.file.clone().unwrap()),
-        );
-        identity.keys = url_keys(docs.url("/caller-jwks.json"));
+        point_sources_at(c, docs);
     })
     .await
     .unwrap()
+}
+
+/// Points the consent keys, revocation list and caller keys of `c` at `docs`, which
+/// serves the files they named. Returns each document's path and file.
+fn point_sources_at(
+    c: &mut discreet_config::GatewayConfig,
+    docs: &DocServer,
+) -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut served = Vec::new();
+    let mut serve = |path: &'static str, file: std::path::PathBuf| {
+        docs.set(path, Doc::File(file.clone()));
+        served.push((path, file));
+        docs.url(path)
+    };
+    c.consent.keys = url_keys(serve(
+        "/consent-jwks.json",
+        c.consent.keys.file.clone().unwrap(),
+    ));
+    let revocation = c.consent.revocation.as_ref().unwrap();
+    let url = serve("/revocations.json", revocation.file.clone().unwrap());
+    c.consent.revocation = Some(RevocationSourceConfig {
+        file: None,
+        url: Some(url),
+        refresh_interval: REFRESH,
+        max_staleness: STALENESS,
+        timeout: Duration::from_secs(2),
+        ..RevocationSourceConfig::file("unused")
+    });
+    let discreet_config::IdentityConfig::ServiceAccount(identity) = &mut c.identity else {
+        panic!("the shipped configuration uses service-account identity");
+    };
+    identity.keys = url_keys(serve(
+        "/caller-jwks.json",
+        identity.keys.file.clone().unwrap(),
+    ));
+    served
+}
+
+/// The gateway's gRPC health for the whole server and for the profile service.
+async fn health(h: &Harness) -> Vec<i32> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", h.addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let mut statuses = Vec::new();
+    for service in ["", "profile.v1.ProfileService"] {
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        statuses.push(client.check(request).await.unwrap().into_inner().status);
+    }
+    statuses
+}
+
+/// A gateway started while its key and revocation URLs are down starts (the network may
+/// come later) but is not ready: health answers NOT_SERVING, so a rollout keeps traffic
+/// on the pods that can serve, and calls fail closed. Once the sources answer it is read
+/// again within seconds (not after the 5-minute refresh) and reports SERVING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_sources_are_down_at_start_is_not_ready_until_they_answer() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let docs = DocServer::start().await;
+    let mut served = Vec::new();
+    let h = Harness::start_with(|c| {
+        served = point_sources_at(c, &docs);
+        for (path, _) in &served {
+            docs.set(path, Doc::Down);
+        }
+        // As shipped: a failed read is retried sooner than this, not after it.
+        c.consent.keys.refresh_interval = Duration::from_secs(300);
+        c.consent.keys.max_staleness = Duration::from_secs(600);
+    })
+    .await
+    .unwrap();
+    let not_serving = ServingStatus::NotServing as i32;
+    assert_eq!(health(&h).await, vec![not_serving, not_serving]);
+    let s = get(&h, "persona-eu", "personalize").await.unwrap_err();
+    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+
+    for (path, file) in &served {
+        docs.set(path, Doc::File(file.clone()));
+    }
+    let serving = ServingStatus::Serving as i32;
+    assert!(
+        common::eventually(Duration::from_secs(10), async || health(&h).await
+            == vec![serving, serving])
+        .await,
+        "the gateway did not become ready once its sources answered"
+    );
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    h.shutdown().await;
 }
 
 /// The consent issuer's key set becomes unreachable (503), then garbage (200 with a body

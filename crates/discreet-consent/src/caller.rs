@@ -12,7 +12,7 @@ use crate::error::ConsentError;
 use crate::identity::{CallerIdentity, CallerVerifier};
 use crate::keyset::KeySet;
 use crate::live::{LiveDocument, TaskGuard};
-use crate::service::{key_document, unix_now};
+use crate::service::{first_load, key_document, unix_now};
 use crate::verify::TokenRules;
 
 /// Kubernetes service-account token settings.
@@ -87,8 +87,9 @@ impl CallerService {
         (self.keys.name(), self.keys.health())
     }
 
-    /// Loads the JWKS once (failure is not fatal: authentication fails closed until a load
-    /// succeeds) and starts its reload task.
+    /// Loads the JWKS once (a file that does not load is an error; a URL that does not
+    /// is not: authentication fails closed until a load succeeds) and starts its reload
+    /// task.
     pub async fn start(config: &CallerConfig) -> Result<Self, ConfigError> {
         if config.issuer.trim().is_empty() || config.audience.trim().is_empty() {
             return Err(ConfigError(
@@ -101,7 +102,7 @@ impl CallerService {
             ));
         }
         let keys = Arc::new(key_document("caller_keys", &config.keys)?);
-        let _ = keys.reload().await;
+        first_load(&keys, "keys").await?;
         let task = keys.spawn(config.keys.refresh_interval, true);
         let rules = TokenRules {
             issuer: config.issuer.clone(),

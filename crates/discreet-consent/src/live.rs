@@ -20,6 +20,10 @@ use tokio::task::JoinHandle;
 
 use crate::source::DocumentSource;
 
+/// The first wait before a failed source is read again, and the longest.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Parses a fetched document; `None` when it is invalid (the last good copy stays).
 pub(crate) type Parser<T> = fn(&[u8]) -> Option<T>;
 
@@ -85,6 +89,11 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
     }
 
     /// What it is (`consent_keys`, `revocation`, `caller_keys`).
+    /// Whether the document comes from a local file (not a URL).
+    pub(crate) fn is_file(&self) -> bool {
+        matches!(self.source, DocumentSource::File(_))
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         self.name
     }
@@ -111,13 +120,19 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
 
     /// Fetches and parses the source. On success the copy is confirmed fresh (and replaced
     /// if the content changed); on failure the old copy is kept and ages. Returns whether
-    /// the content changed (`Ok(false)` too when a later fetch overtook this one).
-    pub(crate) async fn reload(&self) -> Result<bool, ()> {
+    /// the content changed (`Ok(false)` too when a later fetch overtook this one), or why
+    /// it failed.
+    pub(crate) async fn reload(&self) -> Result<bool, String> {
         let ticket = self.fetches.fetch_add(1, Ordering::AcqRel) + 1;
         let result = match self.source.fetch().await {
             Ok(bytes) => self
                 .install(ticket, &bytes)
-                .map_err(|()| "the document does not parse".to_owned()),
+                .map_err(|()| match &self.source {
+                    DocumentSource::File(f) => {
+                        format!("{}: the document does not parse", f.path().display())
+                    }
+                    DocumentSource::Http(_) => "the document does not parse".to_owned(),
+                }),
             Err(e) => Err(e.to_string()),
         };
         // Logged when a run of failures starts and when it ends, not at every poll (a
@@ -137,17 +152,31 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
             }
             Err(reason) => {
                 if self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(
-                        source = self.name,
-                        error = %reason,
-                        max_staleness_secs = self.max_staleness.as_secs(),
-                        "key or revocation source cannot be read; its last good copy serves \
-                         until max_staleness, then checks that need it fail closed"
-                    );
+                    let has_copy = self
+                        .current
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_some();
+                    if has_copy {
+                        tracing::warn!(
+                            source = self.name,
+                            error = %reason,
+                            max_staleness_secs = self.max_staleness.as_secs(),
+                            "key or revocation source cannot be read; its last good copy serves \
+                             until max_staleness, then checks that need it fail closed"
+                        );
+                    } else {
+                        tracing::warn!(
+                            source = self.name,
+                            error = %reason,
+                            "key or revocation source cannot be read and was never read; \
+                             checks that need it fail closed until it is"
+                        );
+                    }
                 }
             }
         }
-        result.map_err(|_| ())
+        result
     }
 
     /// Installs what the fetch with `ticket` read, unless a later fetch's result is
@@ -208,12 +237,25 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
                 DocumentSource::File(_) => None,
                 DocumentSource::Http(_) => None,
             };
+            // A source that failed is tried again sooner than `interval` (5 minutes for
+            // keys): from 1 s, doubling to 30 s. A gateway started while its key URL was
+            // unreachable is not ready until it is read, and must not wait a whole
+            // interval once the URL is back.
+            let mut retry = RETRY_FIRST;
             loop {
+                let wait = if this.failures_in_a_row.load(Ordering::Relaxed) > 0 {
+                    retry.min(interval)
+                } else {
+                    interval
+                };
                 tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = changed.notified() => {}
                 }
-                let _ = this.reload().await;
+                retry = match this.reload().await {
+                    Ok(_) => RETRY_FIRST,
+                    Err(_) => (retry * 2).min(RETRY_MAX),
+                };
             }
         });
         TaskGuard(handle)

@@ -39,18 +39,19 @@ pub struct ConsentService {
 }
 
 impl ConsentService {
-    /// Validates `config`, loads keys and revocations once (a failure here is not fatal:
-    /// checks fail closed until a load succeeds), and starts the reload tasks.
+    /// Validates `config`, loads keys and revocations once (a file that does not load is
+    /// an error; a URL that does not is not: checks fail closed until a load succeeds),
+    /// and starts the reload tasks.
     pub async fn start(config: &ConsentConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let keys = Arc::new(key_document("consent_keys", &config.keys)?);
-        let _ = keys.reload().await;
+        first_load(&keys, "keys").await?;
         let mut tasks = vec![keys.spawn(config.keys.refresh_interval, true)];
         let revocation = match &config.revocation {
             Some(r) => {
                 let (doc, interval) = revocation_document(r)?;
                 let doc = Arc::new(doc);
-                let _ = doc.reload().await;
+                first_load(&doc, "revocation").await?;
                 tasks.push(doc.spawn(interval, r.watch));
                 Some(doc)
             }
@@ -165,6 +166,22 @@ impl ConsentService {
             self.cache.insert(digest, entry);
         }
         Ok(consent)
+    }
+}
+
+/// Reads `doc` for the first time. A file that cannot be read or parsed now refuses the
+/// start (`what` names the field): a mounted file is in place before the container
+/// starts, so this is a wrong path or a bad document, and serving would refuse every call
+/// that needs it while looking healthy. A URL that cannot be reached does not: the
+/// network may come later, checks fail closed until it is read, and the source's metrics
+/// and readiness say so.
+pub(crate) async fn first_load<T: Send + Sync + 'static>(
+    doc: &LiveDocument<T>,
+    what: &str,
+) -> Result<(), ConfigError> {
+    match doc.reload().await {
+        Err(reason) if doc.is_file() => Err(ConfigError(format!("{what}: {reason}"))),
+        _ => Ok(()),
     }
 }
 

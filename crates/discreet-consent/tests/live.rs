@@ -193,14 +193,19 @@ async fn unreadable_revocation_source_fails_closed_after_staleness() {
     let k = fresh_key(SigningAlgorithm::EdDSA, "k");
     write_atomic(&dir.join("jwks.json"), &jwks_of(&[&k]));
     let mut cfg = config_with_files(&dir);
-    // Never written: no grant at all.
-    let service = ConsentService::start(&cfg).await.unwrap();
-    let token = mint(&k, &claims("s"));
-    assert_eq!(
-        service.verify_cached(&token).await.unwrap_err(),
-        ConsentError::RevocationUnavailable
+    // Never written: a file source that does not load at start refuses the start, naming
+    // the field and the file (a mounted file is there before the container starts).
+    let e = ConsentService::start(&cfg).await.unwrap_err();
+    assert!(e.0.starts_with("revocation: "), "{e}");
+    assert!(e.0.contains("revocations.json: entity not found"), "{e}");
+    // Not a revocation list: the same.
+    write_atomic(&dir.join("revocations.json"), "[not json");
+    let e = ConsentService::start(&cfg).await.unwrap_err();
+    assert!(
+        e.0.contains("revocations.json: the document does not parse"),
+        "{e}"
     );
-    drop(service);
+    let token = mint(&k, &claims("s"));
     write_atomic(&dir.join("revocations.json"), "{}");
     cfg.revocation.as_mut().unwrap().max_staleness = Duration::from_millis(600);
     let service = ConsentService::start(&cfg).await.unwrap();

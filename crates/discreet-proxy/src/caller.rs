@@ -38,7 +38,7 @@ impl CallerAuth {
             IdentityConfig::ServiceAccount(c) => CallerAuth::ServiceAccount(
                 CallerService::start(c)
                     .await
-                    .map_err(|e| format!("identity: {e}"))?,
+                    .map_err(|e| format!("identity.service_account: {}", e.0))?,
             ),
             IdentityConfig::Spiffe(c) => CallerAuth::Spiffe(c.trust_domain.clone()),
         })

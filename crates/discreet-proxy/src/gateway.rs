@@ -60,6 +60,9 @@ pub struct Gateway {
     tls_watch: Option<JoinHandle<()>>,
     collector_tls_watch: Option<JoinHandle<()>>,
     collector_headers_watch: Option<JoinHandle<()>>,
+    /// Turns health to SERVING once every key and revocation source has been read (only
+    /// while one has not).
+    readiness: Option<JoinHandle<()>>,
     /// The embedded store: stopped only after the gateway has drained, since the calls
     /// being drained still read from it.
     embedded: Option<EmbeddedStore>,
@@ -87,7 +90,7 @@ impl Gateway {
             .map_err(|e| e.to_string())?;
         let consent = ConsentService::start(&config.consent)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("consent: {}", e.0))?;
         let callers = CallerAuth::start(&config.identity).await?;
         let audit_key = std::fs::read(&config.audit.key_file)
             .map_err(|e| {
@@ -232,21 +235,17 @@ impl Gateway {
             shadow: shadow.clone(),
         });
         metrics.set_policy_version(&Arc::from(policy.current().policy.version.as_str()));
-        for service in config
+        let services: Vec<String> = config
             .methods
             .keys()
             .filter_map(|m| m.strip_prefix('/').and_then(|m| m.split_once('/')))
-            .map(|(s, _)| s)
-        {
-            core.local
-                .reporter
-                .set_service_status(service, ServingStatus::Serving)
-                .await;
-        }
-        core.local
-            .reporter
-            .set_service_status("", ServingStatus::Serving)
-            .await;
+            .map(|(s, _)| s.to_owned())
+            .collect();
+        // Not ready while a key or revocation source (a URL: a file that does not load
+        // refuses the start) has never been read: every call needing it would be refused,
+        // and a rollout must not move traffic to such a pod.
+        let ready = sources_loaded(&core);
+        set_health(&core, &services, ready).await;
         // Everything that can fail is done before the first task below is spawned: a start
         // that fails leaves no watcher, no metrics endpoint and no server behind (the
         // embedded store stops when dropped, the consent sources' tasks likewise).
@@ -280,6 +279,7 @@ impl Gateway {
                 m.set_shadow_policy_version(&active.version);
             })
         });
+        let readiness = (!ready).then(|| tokio::spawn(become_ready(Arc::clone(&core), services)));
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::admin::serve_metrics(
                 listener,
@@ -314,6 +314,7 @@ impl Gateway {
             tls_watch,
             collector_tls_watch,
             collector_headers_watch,
+            readiness,
             embedded,
             metrics_addr,
             audit_export,
@@ -341,6 +342,11 @@ impl Gateway {
     /// Stops accepting, tells health checkers, and drains calls in flight (up to the
     /// configured grace period).
     pub async fn shutdown(self) {
+        // Stopped first, and waited for, so that it cannot turn health back to SERVING.
+        if let Some(readiness) = self.readiness {
+            readiness.abort();
+            let _ = readiness.await;
+        }
         self.core
             .local
             .reporter
@@ -479,6 +485,53 @@ fn admission(
         settings
     });
     crate::admission::Admission::new(limits.max_concurrent_calls, settings, Arc::clone(metrics))
+}
+
+/// Whether every key and revocation source the gateway uses has been read at least once.
+fn sources_loaded(core: &Core) -> bool {
+    let mut sources = core.consent.source_health();
+    sources.extend(core.callers.source_health());
+    sources
+        .iter()
+        .all(|(_, health)| health.age_seconds.is_some())
+}
+
+/// Health of the whole server (`""`) and of each routed service.
+async fn set_health(core: &Core, services: &[String], serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for service in services {
+        core.local
+            .reporter
+            .set_service_status(service, status)
+            .await;
+    }
+    core.local.reporter.set_service_status("", status).await;
+}
+
+/// Waits until every key and revocation source has been read, then reports SERVING.
+async fn become_ready(core: Arc<Core>, services: Vec<String>) {
+    let unread: Vec<_> = {
+        let mut sources = core.consent.source_health();
+        sources.extend(core.callers.source_health());
+        sources
+            .into_iter()
+            .filter(|(_, h)| h.age_seconds.is_none())
+            .map(|(name, _)| name)
+            .collect()
+    };
+    tracing::warn!(
+        sources = %unread.join(","),
+        "not ready: health answers NOT_SERVING until these key or revocation sources have been read once"
+    );
+    while !sources_loaded(&core) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    set_health(&core, &services, true).await;
+    tracing::info!("ready: every key and revocation source has been read");
 }
 
 #[cfg(test)]

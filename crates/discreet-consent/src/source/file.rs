@@ -32,7 +32,7 @@ impl FileSource {
     pub(crate) async fn fetch(&self) -> Result<Vec<u8>, SourceError> {
         let bytes = tokio::fs::read(&self.path)
             .await
-            .map_err(|e| SourceError::File(e.kind().to_string()))?;
+            .map_err(|e| SourceError::File(format!("{}: {}", self.path.display(), e.kind())))?;
         if bytes.len() > MAX_DOCUMENT_BYTES {
             return Err(SourceError::TooLarge);
         }
