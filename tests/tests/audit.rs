@@ -948,3 +948,27 @@ async fn a_collector_token_from_a_file_is_sent_and_a_rotated_one_applies_without
     );
     h.shutdown().await;
 }
+
+/// A collector that refuses every export at shutdown: the gateway waits for it (at least
+/// 5 s, or what is left of `shutdown_grace`), then gives up and says how many access
+/// spans of served calls are lost, instead of ending as if the trail were complete. A
+/// collector that takes them all leaves nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_a_shutdown_cannot_export_are_counted_as_lost() {
+    let h = Harness::start_with(|c| c.limits.shutdown_grace = Duration::from_secs(1))
+        .await
+        .unwrap();
+    h.receiver
+        .require_metadata(&[("authorization", "Bearer never-sent")]);
+    for _ in 0..3 {
+        get(&h, "persona-eu", "personalize").await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let report = h.shutdown().await;
+    assert_eq!(report.audit_spans_lost, 3);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+
+    let h = Harness::start().await.unwrap();
+    get(&h, "persona-eu", "personalize").await.unwrap();
+    assert_eq!(h.shutdown().await.audit_spans_lost, 0);
+}

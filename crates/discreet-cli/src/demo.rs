@@ -127,11 +127,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         println!("  # what a purpose may see, and why:");
         println!("  cargo run -q -p discreet-cli -- policy explain config/policy.yaml --purpose personalize --jurisdiction FR");
         if args.exit {
-            gateway.shutdown().await;
+            let _ = gateway.shutdown().await;
             return Ok(());
         }
         println!("\nServing until Ctrl-C.");
-        gateway.run_until_signal().await;
+        let _ = gateway.run_until_signal().await;
         Ok(())
     })
 }

@@ -119,7 +119,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
                 discreet_proxy::Options::default(),
             )
             .await?;
-            gateway.shutdown().await;
+            let _ = gateway.shutdown().await;
             eprintln!("{}: ok", args.config.display());
             return Ok(());
         }
@@ -129,8 +129,14 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
         let gateway =
             discreet_proxy::Gateway::start(&config, listener, discreet_proxy::Options::default())
                 .await?;
-        gateway.run_until_signal().await;
-        Ok(())
+        // Exits non-zero when access spans were lost: the audit trail misses calls that
+        // were served, which whoever runs the gateway must learn of.
+        match gateway.run_until_signal().await.audit_spans_lost {
+            0 => Ok(()),
+            lost => Err(format!(
+                "{lost} access spans were not exported before shutdown: their audit records are lost"
+            )),
+        }
     })
 }
 

@@ -34,8 +34,18 @@ fn random_seed() -> u64 {
     OsRng.next_u64()
 }
 
-/// Longest wait at shutdown for queued access spans to be exported.
+/// Shortest wait at shutdown for queued access spans to be exported: they get what is
+/// left of `shutdown_grace` after the drain, and at least this (the Deployment's
+/// termination grace period allows `shutdown_grace` plus this).
 const AUDIT_FLUSH: Duration = Duration::from_secs(5);
+
+/// What a shutdown could not finish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Access spans of calls already served that the collector had not accepted when the
+    /// flush gave up (it was unreachable or refusing): their audit records are lost.
+    pub audit_spans_lost: u64,
+}
 
 /// How often the policy file is polled besides file-system events.
 const POLICY_POLL: Duration = Duration::from_secs(1);
@@ -341,7 +351,9 @@ impl Gateway {
 
     /// Stops accepting, tells health checkers, and drains calls in flight (up to the
     /// configured grace period).
-    pub async fn shutdown(self) {
+    #[must_use = "lost access spans must be reported"]
+    pub async fn shutdown(self) -> ShutdownReport {
+        let started = std::time::Instant::now();
         // Stopped first, and waited for, so that it cannot turn health back to SERVING.
         if let Some(readiness) = self.readiness {
             readiness.abort();
@@ -372,24 +384,39 @@ impl Gateway {
             store.stop().await;
         }
         // The last spans: the export task ends once every sender (the core's trail) is
-        // gone and the queue is drained; a collector that is away cannot hold the
-        // shutdown beyond this.
+        // gone and the queue is drained. A collector that is away cannot hold the
+        // shutdown past the grace period (or AUDIT_FLUSH after a drain that used it all);
+        // what is left then is lost, and said so with its count.
+        let flush = self
+            .core
+            .limits
+            .shutdown_grace
+            .saturating_sub(started.elapsed())
+            .max(AUDIT_FLUSH);
+        let backlog = self.core.audit.trail.backlog();
         drop(self.core);
-        if tokio::time::timeout(AUDIT_FLUSH, self.audit_export)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "audit export did not drain within {AUDIT_FLUSH:?}; spans still queued are lost"
+        if tokio::time::timeout(flush, self.audit_export).await.is_ok() {
+            return ShutdownReport::default();
+        }
+        let lost = backlog.spans();
+        if lost > 0 {
+            tracing::error!(
+                spans = lost,
+                "audit export did not drain within {flush:?} (the collector is unreachable \
+                 or refusing): {lost} access spans of calls already served are lost"
             );
+        }
+        ShutdownReport {
+            audit_spans_lost: lost,
         }
     }
 
     /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
-    pub async fn run_until_signal(self) {
+    #[must_use = "lost access spans must be reported"]
+    pub async fn run_until_signal(self) -> ShutdownReport {
         shutdown_signal().await;
         tracing::info!("shutting down: draining calls in flight");
-        self.shutdown().await;
+        self.shutdown().await
     }
 }
 

@@ -57,7 +57,7 @@ mod watched_files;
 mod workers;
 mod x509;
 
-pub use gateway::{Gateway, Options};
+pub use gateway::{Gateway, Options, ShutdownReport};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

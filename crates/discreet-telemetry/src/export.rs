@@ -88,6 +88,22 @@ pub struct AuditTrail {
     capacity: usize,
 }
 
+/// Spans sent and not yet accepted by the collector (see [`AuditTrail::backlog`]).
+#[derive(Debug, Clone)]
+pub struct AuditBacklog {
+    queued: Arc<Queued>,
+    counters: Arc<AuditCounters>,
+}
+
+impl AuditBacklog {
+    /// Spans in the queue plus those in the export request being tried.
+    #[must_use]
+    pub fn spans(&self) -> u64 {
+        let queued = self.queued.spans.load(Ordering::Relaxed) as u64;
+        queued + u64::try_from(self.counters.in_export.get()).unwrap_or(0)
+    }
+}
+
 /// Why a call could not be audited.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the audit trail is not accepting spans (export queue full); retry with backoff")]
@@ -154,6 +170,16 @@ impl AuditTrail {
     #[must_use]
     pub fn mode(&self) -> AuditMode {
         self.mode
+    }
+
+    /// A view of the spans not yet exported that, unlike the trail, does not keep the
+    /// export task running: for counting what a shutdown leaves behind.
+    #[must_use]
+    pub fn backlog(&self) -> AuditBacklog {
+        AuditBacklog {
+            queued: Arc::clone(&self.queued),
+            counters: Arc::clone(&self.counters),
+        }
     }
 
     /// Spans queued or reserved and not yet exported.

@@ -32,6 +32,8 @@ pub use trace_context::{SpanIds, TraceContext};
 #[cfg(feature = "export")]
 pub use collector::{CollectorHeaders, CollectorTls};
 #[cfg(feature = "export")]
-pub use export::{AuditMode, AuditSlot, AuditTrail, AuditUnavailable, ExportSettings};
+pub use export::{
+    AuditBacklog, AuditMode, AuditSlot, AuditTrail, AuditUnavailable, ExportSettings,
+};
 #[cfg(feature = "export")]
 pub use span::{access_span, subjects_span};

@@ -214,10 +214,12 @@ impl Harness {
     }
 
     /// Stops the gateway, draining calls in flight.
-    pub async fn shutdown(mut self) {
-        if let Some(g) = self.gateway.take() {
-            g.shutdown().await;
-        }
+    pub async fn shutdown(mut self) -> discreet_proxy::ShutdownReport {
+        let report = match self.gateway.take() {
+            Some(g) => g.shutdown().await,
+            None => discreet_proxy::ShutdownReport::default(),
+        };
         self.receiver.stop().await;
+        report
     }
 }
