@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod closest;
 mod compile;
 mod decide;
 mod diagnostic;
@@ -23,9 +24,13 @@ mod golden;
 mod json_schema;
 mod jurisdiction;
 mod lint;
+mod numbers;
 mod policy;
 mod validate;
+#[cfg(test)]
+mod validate_tests;
 mod vocabulary;
+mod yaml_error;
 
 pub use action::Action;
 pub use compile::{PurposePlan, RecordOutcome, Refusal, role_path};
