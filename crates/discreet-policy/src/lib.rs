@@ -21,6 +21,7 @@ mod diff;
 mod document;
 mod duration;
 mod golden;
+mod golden_paths;
 mod json_schema;
 mod jurisdiction;
 mod lint;

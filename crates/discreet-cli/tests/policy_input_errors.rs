@@ -1,0 +1,87 @@
+//! Mistakes in what a policy author types, run as the binary: each is refused once, at its
+//! file and line, with what is expected.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn discreet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_discreet"))
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A copy of a shipped case file with `from` replaced by `to`, in a fresh directory.
+fn edited_case_file(name: &str, shipped: &str, from: &str, to: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("discreet-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let original =
+        std::fs::read_to_string(repo().join("config/policy-tests").join(shipped)).unwrap();
+    assert!(original.contains(from), "{from:?} not in {shipped}");
+    let path = dir.join(shipped);
+    std::fs::write(&path, original.replacen(from, to, 1)).unwrap();
+    path
+}
+
+#[test]
+fn a_misspelt_key_in_a_case_file_is_one_error_at_its_line_and_column() {
+    let file = edited_case_file("case-key", "support.yaml", "  expect:", "  expct:");
+    let o = discreet(&["policy", "test", file.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("expct:"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.starts_with(&format!(
+            "{}:{line}:3: error: unknown field `expct`",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("error").count(), 1, "{err}");
+    assert!(!err.contains("column"), "{err}");
+}
+
+#[test]
+fn an_expected_path_the_message_does_not_have_is_an_error_not_a_diff() {
+    let file = edited_case_file(
+        "case-path",
+        "fraud_detection.yaml",
+        "      contact.email:",
+        "      contact.emial:",
+    );
+    let o = discreet(&["policy", "test", file.to_str().unwrap()]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    let line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("contact.emial"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("{}:{line}:", file.display()))
+            && err.contains(
+                "expected path contact.emial: no such field in profile.v1.Profile; did you mean contact.email?"
+            ),
+        "{err}"
+    );
+    assert!(!out.contains("(not released)"), "{out}");
+}
