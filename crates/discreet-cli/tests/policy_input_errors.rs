@@ -85,3 +85,44 @@ fn an_expected_path_the_message_does_not_have_is_an_error_not_a_diff() {
     );
     assert!(!out.contains("(not released)"), "{out}");
 }
+
+#[test]
+fn explain_refuses_a_misspelt_grant_and_an_invalid_jurisdiction() {
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "config/policy.yaml",
+            "--purpose",
+            "analytics.reporting",
+        ];
+        args.extend_from_slice(extra);
+        discreet(&args)
+    };
+    let o = explain(&["--grant", "user.demographic.race_ethnicty"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown category user.demographic.race_ethnicty")
+            && err.contains("did you mean user.demographic.race_ethnicity?"),
+        "{err}"
+    );
+
+    let o = explain(&["--jurisdiction", "France"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"France\" is not a jurisdiction code")
+            && err.contains("an ISO 3166-1 alpha-2 code like FR, a subdivision like US-CA"),
+        "{err}"
+    );
+
+    // Lower case is accepted, as the code it spells.
+    let o = explain(&["--jurisdiction", "fr"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        out.lines().next().unwrap().ends_with("jurisdiction FR"),
+        "{out}"
+    );
+}

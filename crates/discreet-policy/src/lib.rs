@@ -46,5 +46,7 @@ pub use golden::{
 pub use json_schema::{policy_json_schema, policy_tests_json_schema};
 pub use jurisdiction::jurisdiction_chain;
 pub use lint::{LintFinding, LintProblem, lint_schema};
-pub use policy::{AccessDenial, ConsentGrant, Explanation, LegalBasis, Policy, Purpose, Rule};
+pub use policy::{
+    AccessDenial, ConsentGrant, Explanation, LegalBasis, Policy, Purpose, Rule, parse_jurisdiction,
+};
 pub use vocabulary::{Vocabulary, VocabularyEntry};
