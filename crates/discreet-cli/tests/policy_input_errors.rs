@@ -1,5 +1,5 @@
 //! Mistakes in what a policy author types, run as the binary: each is refused once, at its
-//! file and line, with what is expected.
+//! file and line, with what is expected; and a command with nothing to report says so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -125,4 +125,20 @@ fn explain_refuses_a_misspelt_grant_and_an_invalid_jurisdiction() {
         out.lines().next().unwrap().ends_with("jurisdiction FR"),
         "{out}"
     );
+}
+
+#[test]
+fn diff_of_identical_policies_says_so_and_json_stays_an_empty_array() {
+    let same = ["policy", "diff", "config/policy.yaml", "config/policy.yaml"];
+    let o = discreet(&same);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        out,
+        "no changes: config/policy.yaml and config/policy.yaml make the same decisions for every field of profile.v1.Profile\n"
+    );
+    let o = discreet(&[same.as_slice(), &["--json"]].concat());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let parsed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(parsed, serde_json::json!([]));
 }
