@@ -131,6 +131,18 @@ pub(crate) fn run(cmd: PolicyCommand) -> Result<ExitCode, String> {
                 Ok(p) => p,
                 Err(diags) => return Ok(report_failure(&policy, &diags)),
             };
+            // A misspelt grant or jurisdiction would otherwise explain a call that cannot
+            // happen: nothing matches it, and every field looks decided without it.
+            for category in &grants {
+                if let Some(unknown) = p.vocabulary.unknown_category(category) {
+                    return Err(format!("--grant: {unknown}"));
+                }
+            }
+            let jurisdiction = jurisdiction
+                .as_deref()
+                .map(discreet_policy::parse_jurisdiction)
+                .transpose()
+                .map_err(|e| format!("--jurisdiction {e}"))?;
             let grant = ConsentGrant {
                 purposes: std::iter::once(purpose.clone()).collect(),
                 special_categories: grants.into_iter().collect(),

@@ -20,6 +20,13 @@ pub(crate) fn run(
             "{}",
             serde_json::to_string_pretty(&items).map_err(|e| e.to_string())?
         );
+    } else if changes.is_empty() {
+        // Silence would read as "nothing ran"; say what was compared. (JSON prints `[]`.)
+        println!(
+            "no changes: {} and {} make the same decisions for every field of {message}",
+            old.display(),
+            new.display()
+        );
     } else {
         for change in &changes {
             println!("{}", line(change));

@@ -5,7 +5,7 @@ use std::{
     process::ExitCode,
 };
 
-use discreet_policy::{GoldenFile, run_case};
+use discreet_policy::{Diagnostic, GoldenCase, GoldenFile, Severity, run_case};
 use discreet_schema::Schema;
 
 use crate::personas;
@@ -19,29 +19,45 @@ pub(crate) fn run(policy_path: &Path, dir: &Path, schema: &Schema) -> Result<Exi
     if files.is_empty() {
         return Err(format!("{}: no .yaml case files", dir.display()));
     }
-    let (mut passed, mut failed) = (0usize, 0usize);
+    // Every file is read and checked before any case runs: a case file that is wrong is
+    // reported as such, not as a failing policy.
+    let (mut suites, mut problems) = (Vec::new(), Vec::new());
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let suite = GoldenFile::parse(file, &text)?;
+        match GoldenFile::parse(file, &text) {
+            Ok(suite) => {
+                problems.extend(suite.unknown_paths(schema, PERSONA_MESSAGE)?);
+                suites.push(suite);
+            }
+            Err(d) => problems.push(d),
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(stop(&problems));
+    }
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for suite in &suites {
+        let file = &suite.file;
         let stem = file.file_stem().map_or_else(
             || file.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
         for case in &suite.cases {
-            let record = personas::encoded(&case.record.persona).ok_or_else(|| {
-                format!(
-                    "{}:{}: case {}: unknown persona {:?} (known: {})",
-                    file.display(),
-                    case.line,
-                    case.name,
-                    case.record.persona,
-                    personas::PERSONAS.join(", ")
-                )
-            })?;
-            let result =
-                run_case(&policy, schema, PERSONA_MESSAGE, case, &record).map_err(|e| {
-                    format!("{}:{}: case {}: {e}", file.display(), case.line, case.name)
-                })?;
+            let Some(record) = personas::encoded(&case.record.persona) else {
+                return Ok(stop(&[at(
+                    file,
+                    case,
+                    format!(
+                        "unknown persona {:?} (known: {})",
+                        case.record.persona,
+                        personas::PERSONAS.join(", ")
+                    ),
+                )]));
+            };
+            let result = match run_case(&policy, schema, PERSONA_MESSAGE, case, &record) {
+                Ok(result) => result,
+                Err(e) => return Ok(stop(&[at(file, case, e)])),
+            };
             if result.passed() {
                 passed += 1;
                 println!("test {stem}::{} ... ok", result.name);
@@ -61,6 +77,26 @@ pub(crate) fn run(policy_path: &Path, dir: &Path, schema: &Schema) -> Result<Exi
     } else {
         ExitCode::from(1)
     })
+}
+
+/// An error about one case, at the line it starts on.
+fn at(file: &Path, case: &GoldenCase, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.to_owned(),
+        line: case.line,
+        column: case.column,
+        message: format!("case {}: {message}", case.name),
+    }
+}
+
+/// Prints each problem as `file:line:col: error: ...`, as `policy check` does; exit status
+/// 2, as for any input that does not load.
+fn stop(problems: &[Diagnostic]) -> ExitCode {
+    for d in problems {
+        eprintln!("{d}");
+    }
+    ExitCode::from(2)
 }
 
 /// The `.yaml`/`.yml` files in `dir`, sorted, or `dir` itself if it is a file.

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
+use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
 use crate::locate::KeyTree;
 use crate::{ConfigError, GatewayConfig, IdentityConfig};
@@ -82,14 +82,22 @@ impl GatewayConfig {
 }
 
 /// The parser's message and position, without its source snippet (one line per error
-/// suits logs and `discreet check` alike).
+/// suits logs and `discreet check` alike). The wording is the parser's user-facing one,
+/// which gives no advice about the library's options; a duplicate key says which key.
 fn parse_error(file: &Path, e: &serde_saphyr::Error) -> ConfigError {
     let location = e.location();
+    let e = e.without_snippet();
+    let text = match e {
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("`{k}` appears twice in this mapping")
+        }
+        serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
+            "a key appears twice in this mapping".to_owned()
+        }
+        other => UserMessageFormatter.format_message(other).into_owned(),
+    };
     let mut message = String::new();
-    for c in DefaultMessageFormatter
-        .format_message(e.without_snippet())
-        .chars()
-    {
+    for c in text.chars() {
         // The message may quote the file's text; keep control characters out of logs.
         if c.is_control() {
             message.extend(c.escape_default());
@@ -102,5 +110,24 @@ fn parse_error(file: &Path, e: &serde_saphyr::Error) -> ConfigError {
         line: location.map(|l| l.line()).filter(|l| *l > 0),
         column: location.map(|l| l.column()).filter(|c| *c > 0),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn a_duplicate_key_is_named_without_advice_about_parser_options() {
+        let e = serde_saphyr::from_str::<std::collections::BTreeMap<String, String>>(
+            "mode: strict\nmode: strict\n",
+        )
+        .unwrap_err();
+        let ConfigError::Parse { line, message, .. } = parse_error(Path::new("t.yaml"), &e) else {
+            panic!("not a parse error");
+        };
+        assert_eq!(line, Some(2));
+        assert_eq!(message, "`mode` appears twice in this mapping");
     }
 }

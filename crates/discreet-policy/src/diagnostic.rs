@@ -59,8 +59,17 @@ impl Diagnostics {
 
     /// A warning at a line known only by number (a rule's recorded line).
     pub(crate) fn warn_line(&mut self, line: u64, message: String) {
+        self.push_line(Severity::Warning, line, message);
+    }
+
+    /// An error at a line known only by number (a rule's recorded line).
+    pub(crate) fn error_line(&mut self, line: u64, message: String) {
+        self.push_line(Severity::Error, line, message);
+    }
+
+    fn push_line(&mut self, severity: Severity, line: u64, message: String) {
         self.items.push(Diagnostic {
-            severity: Severity::Warning,
+            severity,
             file: self.file.clone(),
             line,
             column: 0,

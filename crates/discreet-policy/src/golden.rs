@@ -2,7 +2,11 @@
 //! clock, with the expected outcome. The runner goes through the same path as the
 //! gateway (access check, compiled plan, rewrite of wire bytes) and then reads the
 //! output back, so a case checks what is enforced, not what `explain` claims.
-use std::{collections::BTreeMap, fmt, path::Path};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+};
 
 use discreet_redact::{RewriteReport, last_string};
 use discreet_schema::{
@@ -13,7 +17,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::{Action, ConsentGrant, Policy, PurposePlan, RecordOutcome, role_path};
+use crate::{
+    Action, ConsentGrant, Diagnostic, Policy, PurposePlan, RecordOutcome, Severity, role_path,
+};
 
 /// The secret pseudonyms are keyed with in golden runs; the value never matters because
 /// cases state the kind of action, not the output value.
@@ -22,6 +28,8 @@ const GOLDEN_SECRET: &[u8] = b"discreet-golden-tests";
 /// One file of cases.
 #[derive(Debug)]
 pub struct GoldenFile {
+    /// Where the cases were read from, for diagnostics.
+    pub file: PathBuf,
     pub cases: Vec<GoldenCase>,
 }
 
@@ -39,6 +47,8 @@ pub struct GoldenCase {
     pub expect: Expectation,
     #[serde(skip)]
     pub line: u64,
+    #[serde(skip)]
+    pub column: u64,
 }
 
 /// Which record the case reads.
@@ -73,7 +83,9 @@ pub enum Expectation {
     Refused(String),
     /// Exactly these field paths are released, each with this outcome. A path listed as
     /// `dropped` must not be released.
-    Released(BTreeMap<String, Outcome>),
+    // Each outcome keeps its place in the file, so that a path the message does not have
+    // is reported at its line (a `//` comment: doc comments go into the JSON Schema).
+    Released(#[schemars(with = "BTreeMap<String, Outcome>")] BTreeMap<String, Spanned<Outcome>>),
 }
 
 /// What happened to one released field, as a reviewer names it.
@@ -141,27 +153,32 @@ impl CaseResult {
 }
 
 impl GoldenFile {
-    /// Parses a file holding a YAML list of cases; errors name the file and line.
-    pub fn parse(file: &Path, text: &str) -> Result<GoldenFile, String> {
+    /// Parses a file holding a YAML list of cases; the error names the file, line and
+    /// column.
+    pub fn parse(file: &Path, text: &str) -> Result<GoldenFile, Diagnostic> {
         let spanned: Vec<Spanned<GoldenCase>> = serde_saphyr::from_str(text).map_err(|e| {
-            let line = e.location().map_or(0, |l| l.line());
-            let first = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .to_owned();
-            format!("{}:{line}: {first}", file.display())
+            let (line, column) = crate::yaml_error::position(&e);
+            Diagnostic {
+                severity: Severity::Error,
+                file: file.to_owned(),
+                line,
+                column,
+                message: crate::yaml_error::message(&e),
+            }
         })?;
         let cases = spanned
             .into_iter()
             .map(|s| {
                 let mut case = s.value;
                 case.line = s.referenced.line();
+                case.column = s.referenced.column();
                 case
             })
             .collect();
-        Ok(GoldenFile { cases })
+        Ok(GoldenFile {
+            file: file.to_owned(),
+            cases,
+        })
     }
 }
 
@@ -306,7 +323,7 @@ fn compare(expected: &Expectation, actual: &Actual) -> Vec<String> {
             let paths: std::collections::BTreeSet<&String> =
                 want.keys().chain(got.keys()).collect();
             for path in paths {
-                let w = want.get(path).copied().unwrap_or(Outcome::Dropped);
+                let w = want.get(path).map_or(Outcome::Dropped, |o| o.value);
                 let g = got.get(path).copied().unwrap_or(Outcome::Dropped);
                 if w != g {
                     d.push(format!("- {path}: {}", shown(w)));

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod closest;
 mod compile;
 mod decide;
 mod diagnostic;
@@ -20,12 +21,17 @@ mod diff;
 mod document;
 mod duration;
 mod golden;
+mod golden_paths;
 mod json_schema;
 mod jurisdiction;
 mod lint;
+mod numbers;
 mod policy;
 mod validate;
+#[cfg(test)]
+mod validate_tests;
 mod vocabulary;
+mod yaml_error;
 
 pub use action::Action;
 pub use compile::{PurposePlan, RecordOutcome, Refusal, role_path};
@@ -40,5 +46,7 @@ pub use golden::{
 pub use json_schema::{policy_json_schema, policy_tests_json_schema};
 pub use jurisdiction::{jurisdiction_chain, normalize_code};
 pub use lint::{LintFinding, LintProblem, lint_schema};
-pub use policy::{AccessDenial, ConsentGrant, Explanation, LegalBasis, Policy, Purpose, Rule};
+pub use policy::{
+    AccessDenial, ConsentGrant, Explanation, LegalBasis, Policy, Purpose, Rule, parse_jurisdiction,
+};
 pub use vocabulary::{Vocabulary, VocabularyEntry};

@@ -117,6 +117,20 @@ impl ConsentGrant {
     }
 }
 
+/// A jurisdiction as a person types it on a command line (`fr`, `us-ca`), upper-cased and
+/// checked as a policy's own codes are; the error says what is expected.
+pub fn parse_jurisdiction(text: &str) -> Result<String, String> {
+    let code = text.trim().to_ascii_uppercase();
+    if crate::jurisdiction::valid_code(&code) {
+        Ok(code)
+    } else {
+        Err(format!(
+            "{text:?} is not a jurisdiction code: expected an ISO 3166-1 alpha-2 code like FR, \
+             a subdivision like US-CA, or EU/EEA"
+        ))
+    }
+}
+
 /// Why a call may not use a purpose at all.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AccessDenial {
@@ -197,5 +211,22 @@ impl Policy {
     #[must_use]
     pub fn purpose(&self, name: &str) -> Option<&Purpose> {
         self.purposes.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_typed_jurisdiction_is_upper_cased_or_refused_with_what_is_expected() {
+        assert_eq!(parse_jurisdiction("fr"), Ok("FR".to_owned()));
+        assert_eq!(parse_jurisdiction("us-ca"), Ok("US-CA".to_owned()));
+        let refused = parse_jurisdiction("France").unwrap_err();
+        assert!(
+            refused.contains("\"France\"") && refused.contains("ISO 3166-1 alpha-2 code like FR"),
+            "{refused}"
+        );
     }
 }

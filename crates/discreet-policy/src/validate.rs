@@ -11,13 +11,13 @@ use discreet_schema::{
 use serde_saphyr::{Location, Spanned};
 
 use crate::{
-    Action, Diagnostic, Policy, Purpose, Rule, Vocabulary, VocabularyEntry,
+    Action, Diagnostic, LegalBasis, Policy, Purpose, Rule, Vocabulary, VocabularyEntry,
     compile::scalar_kind,
     decide::matches,
     diagnostic::Diagnostics,
     document::{PolicyDoc, PurposeDoc, RuleDoc},
     jurisdiction::valid_code,
-    parse_duration,
+    numbers, parse_duration,
 };
 
 pub(crate) fn load(file: &Path, text: &str, schema: &Schema) -> Result<Policy, Vec<Diagnostic>> {
@@ -25,19 +25,13 @@ pub(crate) fn load(file: &Path, text: &str, schema: &Schema) -> Result<Policy, V
     let doc: PolicyDoc = match serde_saphyr::from_str(text) {
         Ok(doc) => doc,
         Err(e) => {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            let message = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .to_owned();
+            let (line, column) = crate::yaml_error::position(&e);
             return Err(vec![Diagnostic {
                 severity: crate::Severity::Error,
                 file: file.to_owned(),
                 line,
                 column,
-                message,
+                message: crate::yaml_error::message(&e),
             }]);
         }
     };
@@ -49,6 +43,9 @@ pub(crate) fn load(file: &Path, text: &str, schema: &Schema) -> Result<Policy, V
         }
     };
     extend_vocabulary(&doc, &mut vocabulary, &mut diags);
+    // Once, where they are written: not once per purpose that inherits them, and also
+    // when no purpose does.
+    numbers::minimum_ages(&doc.defaults.minimum_age, &mut diags);
     if doc.version.value.trim().is_empty() {
         diags.error(
             &doc.version.referenced,
@@ -67,8 +64,9 @@ pub(crate) fn load(file: &Path, text: &str, schema: &Schema) -> Result<Policy, V
         let purpose = purpose(name, spanned, &doc, &vocabulary, &sites, &mut diags);
         purposes.insert(name.clone(), purpose);
     }
+    // In file order: purposes are checked in name order, not in the order written.
+    diags.items.sort_by_key(|d| (d.line, d.column));
     if diags.has_errors() {
-        diags.items.sort_by_key(|d| (d.line, d.column));
         return Err(diags.items);
     }
     Ok(Policy {
@@ -257,17 +255,24 @@ fn purpose(
                     ),
                 );
             }
-            Some(_) => special_categories.push(vocabulary.canonical(&sc.value).to_owned()),
+            Some(_) => {
+                if p.legal_basis.value != LegalBasis::Consent {
+                    diags.warn(&sc.referenced, special_without_consent(name, p, &sc.value));
+                }
+                special_categories.push(vocabulary.canonical(&sc.value).to_owned());
+            }
         }
     }
-    let ages = p.minimum_age.as_ref().unwrap_or(&doc.defaults.minimum_age);
-    let mut minimum_age = BTreeMap::new();
-    for (code, age) in ages {
-        if code != "default" && !valid_code(code) {
-            diags.error(&age.referenced, format!("minimum_age key {code:?} must be `default` or an ISO 3166 code like DE or US-CA"));
-        }
-        minimum_age.insert(code.clone(), age.value);
+    if let Some(own) = &p.minimum_age {
+        numbers::minimum_ages(own, diags);
     }
+    let minimum_age = p
+        .minimum_age
+        .as_ref()
+        .unwrap_or(&doc.defaults.minimum_age)
+        .iter()
+        .map(|(code, age)| (code.clone(), age.value))
+        .collect();
     let mut max_data_age = Vec::new();
     for (category, duration) in &p.max_data_age {
         known_category(category, &duration.referenced, vocabulary, diags);
@@ -317,17 +322,31 @@ fn purpose(
     purpose
 }
 
+/// Special categories are released only when the subject's consent token names both the
+/// purpose and the category (the gateway uses a token's grant only for the purposes it
+/// names, and a purpose needing no consent otherwise gets an empty grant). An author who
+/// picked another legal basis may expect them released on that basis alone.
+fn special_without_consent(purpose: &str, p: &PurposeDoc, category: &str) -> String {
+    format!(
+        "special category {category} on purpose {purpose}, whose legal basis is {} and not \
+         consent: its fields are released only to calls carrying a consent token for the \
+         subject that names {purpose} and {category}; other calls get them dropped",
+        p.legal_basis.value.as_str()
+    )
+}
+
 fn known_category(
     category: &str,
     at: &Location,
     vocabulary: &Vocabulary,
     diags: &mut Diagnostics,
 ) -> bool {
+    if let Some(unknown) = vocabulary.unknown_category(category) {
+        diags.error(at, unknown);
+        return false;
+    }
     match vocabulary.category(category) {
-        None => {
-            diags.error(at, format!("unknown category {category}: not in the fideslang vocabulary nor in vocabulary.categories"));
-            false
-        }
+        None => false,
         Some(e) => {
             if let Some(next) = &e.replaced_by {
                 diags.warn(at, format!("category {category} is deprecated: use {next}"));
@@ -349,6 +368,7 @@ fn rules(
     let mut seen: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     for spanned in docs {
         let (doc, at) = (&spanned.value, &spanned.referenced);
+        numbers::action_parameters(&doc.action, at, diags);
         if !known_category(&doc.category, at, vocabulary, diags) {
             continue;
         }
@@ -428,7 +448,9 @@ fn check_against_schema(
 }
 
 /// Warns where a rule decides a field its action cannot transform (the field is dropped),
-/// using the real decision so that fields another rule decides are not reported.
+/// and refuses a rule that releases integers it decides unchanged while calling them
+/// generalised (a bucket of 1), using the real decision so that fields another rule
+/// decides are not reported.
 fn check_fits(purpose: &Purpose, vocabulary: &Vocabulary, sites: &[Site], diags: &mut Diagnostics) {
     let grant = crate::ConsentGrant {
         purposes: BTreeSet::new(),
@@ -437,6 +459,7 @@ fn check_fits(purpose: &Purpose, vocabulary: &Vocabulary, sites: &[Site], diags:
     let mut scopes: Vec<Vec<&str>> = vec![Vec::new()];
     scopes.extend(purpose.jurisdictions.keys().map(|k| vec![k.as_str()]));
     let mut unfit: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+    let mut unchanged: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
     for scope in &scopes {
         for site in sites {
             let d = crate::decide::decide(
@@ -449,13 +472,29 @@ fn check_fits(purpose: &Purpose, vocabulary: &Vocabulary, sites: &[Site], diags:
                     kind: site.kind,
                 },
             );
-            if let crate::Because::TransformDoesNotFit { line, .. } = d.because {
-                let list = unfit.entry(line).or_default();
-                if !list.contains(&site.path.as_str()) {
-                    list.push(&site.path);
+            let list = match d.because {
+                crate::Because::TransformDoesNotFit { line, .. } => unfit.entry(line),
+                crate::Because::Rule { line, .. }
+                    if numbers::bucket_leaves_unchanged(&d.action, site.kind) =>
+                {
+                    unchanged.entry(line)
                 }
+                _ => continue,
+            }
+            .or_default();
+            if !list.contains(&site.path.as_str()) {
+                list.push(&site.path);
             }
         }
+    }
+    for (line, paths) in unchanged {
+        diags.error_line(
+            line,
+            format!(
+                "generalize bucket 1 releases integers unchanged ({}): expected a bucket of at least 2",
+                paths.join(", ")
+            ),
+        );
     }
     for (line, paths) in unfit {
         diags.warn_line(

@@ -105,6 +105,22 @@ impl Vocabulary {
         ancestors_or_self(key).any(|k| self.categories.get(k).is_some_and(|e| e.special))
     }
 
+    /// Why `key` is not a category, naming the nearest category when it looks like a
+    /// typo; `None` when it is one. Policies and `policy explain --grant` say the same.
+    #[must_use]
+    pub fn unknown_category(&self, key: &str) -> Option<String> {
+        if self.category(key).is_some() {
+            return None;
+        }
+        let mut message = format!(
+            "unknown category {key}: not in the fideslang vocabulary nor in vocabulary.categories"
+        );
+        if let Some(near) = crate::closest::closest(key, self.category_keys()) {
+            message.push_str(&format!("; did you mean {near}?"));
+        }
+        Some(message)
+    }
+
     /// Every category key.
     pub fn category_keys(&self) -> impl Iterator<Item = &str> {
         self.categories.keys().map(String::as_str)
@@ -142,6 +158,20 @@ mod tests {
         assert!(!v.is_special("user.contact.email"));
         assert_eq!(v.canonical("user.childrens"), "user.children");
         assert_eq!(v.canonical("user.contact.email"), "user.contact.email");
+    }
+
+    #[test]
+    fn an_unknown_category_names_the_nearest_one() {
+        let v = Vocabulary::fideslang().unwrap();
+        assert_eq!(v.unknown_category("user.demographic.race_ethnicity"), None);
+        let m = v
+            .unknown_category("user.demographic.race_ethnicty")
+            .unwrap();
+        assert!(
+            m.starts_with("unknown category user.demographic.race_ethnicty: ")
+                && m.ends_with("did you mean user.demographic.race_ethnicity?"),
+            "{m}"
+        );
     }
 
     #[test]
