@@ -35,16 +35,20 @@ enum Command {
     /// Start the embedded store and the gateway with development keys, show what each
     /// purpose receives for the same people, and keep serving.
     Demo(demo::DemoArgs),
-    /// Check and explain policies.
+    /// Policy authoring: check, explain, test (golden cases) and diff policies; `schema`
+    /// prints the policy file's JSON Schema.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
     /// Check a store's schema labels.
     #[command(subcommand)]
     Schema(schema_cmd::SchemaCommand),
-    /// Development signing keys for consent tokens.
+    /// Development keys: a consent signing key pair (`generate`), or a whole keyring
+    /// (`dev`): consent and caller signing keys, a revocation list, the pseudonym secret and
+    /// the audit key.
     #[command(subcommand)]
     Keys(dev_tokens::KeysCommand),
-    /// Mint development consent tokens.
+    /// Mint development tokens: consent tokens (`mint` with a key of your own, `dev-consent`
+    /// with the development keyring) and callers' service-account tokens (`dev-caller`).
     #[command(subcommand)]
     Token(dev_tokens::TokenCommand),
     /// Query exported access spans: accesses, denials, one person's accesses, subject
@@ -121,5 +125,23 @@ mod tests {
         let epipe = std::io::Error::from_raw_os_error(32).to_string();
         assert!(is_broken_pipe(&format!("failed printing to stdout: {epipe}")));
         assert!(!is_broken_pipe("failed printing to stdout: No space left on device"));
+    }
+
+    #[test]
+    fn each_command_group_names_all_it_does() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        for group in ["policy", "keys", "token"] {
+            let Some(cmd) = cli.find_subcommand(group) else {
+                panic!("no {group} command");
+            };
+            let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
+            for sub in cmd.get_subcommands() {
+                let name = sub.get_name();
+                if name != "help" {
+                    assert!(about.contains(name), "`{group}` says {about:?}: no {name}");
+                }
+            }
+        }
     }
 }
