@@ -13,7 +13,7 @@ use discreet_proto::profile::v1::{
 use prost::Message;
 use tonic::{metadata::MetadataValue, transport::Channel};
 
-use crate::demo_table::{Cell, Column, flatten, print_grid};
+use crate::demo_table::{Cell, Column, Released, flatten, print_grid};
 
 /// Arguments of `discreet demo`.
 #[derive(Debug, Args)]
@@ -175,7 +175,16 @@ async fn read(
         Ok::<_, String>(client.clone().get_profile(request).await)
     };
     match attempt.await {
-        Ok(Ok(response)) => Cell::Released(flatten(&response.into_inner().encode_to_vec())),
+        Ok(Ok(response)) => {
+            // For a unary call tonic hands the trailers over as the response's metadata.
+            let trailer = response
+                .metadata()
+                .get("x-discreet-withheld-fields")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let fields = flatten(&response.into_inner().encode_to_vec());
+            Cell::Released(Released::new(fields, trailer.as_deref()))
+        }
         Ok(Err(status)) => Cell::Refused(format!("{:?}, {}", status.code(), status.message())),
         Err(e) => Cell::Refused(e),
     }
