@@ -123,8 +123,12 @@ mod tests {
     fn knows_how_a_closed_pipe_is_shown() {
         // The text `is_broken_pipe` looks for is the one std gives EPIPE here.
         let epipe = std::io::Error::from_raw_os_error(32).to_string();
-        assert!(is_broken_pipe(&format!("failed printing to stdout: {epipe}")));
-        assert!(!is_broken_pipe("failed printing to stdout: No space left on device"));
+        assert!(is_broken_pipe(&format!(
+            "failed printing to stdout: {epipe}"
+        )));
+        assert!(!is_broken_pipe(
+            "failed printing to stdout: No space left on device"
+        ));
     }
 
     #[test]
@@ -132,9 +136,9 @@ mod tests {
         use clap::CommandFactory;
         let cli = Cli::command();
         for group in ["policy", "keys", "token"] {
-            let Some(cmd) = cli.find_subcommand(group) else {
-                panic!("no {group} command");
-            };
+            let cmd = cli.find_subcommand(group);
+            assert!(cmd.is_some(), "no {group} command");
+            let Some(cmd) = cmd else { continue };
             let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
             for sub in cmd.get_subcommands() {
                 let name = sub.get_name();
