@@ -503,7 +503,10 @@ mod tests {
         let contact = eu.contact.as_ref().unwrap();
         assert!(contact.phone.starts_with("+33 "), "{}", contact.phone);
         let address = contact.address.as_ref().unwrap();
-        assert_eq!((address.city.as_str(), address.country.as_str()), ("Paris", "FR"));
+        assert_eq!(
+            (address.city.as_str(), address.country.as_str()),
+            ("Paris", "FR")
+        );
         assert_eq!(eu.demographics.as_ref().unwrap().language, "fr");
         let at = eu.last_location.unwrap();
         // Inside metropolitan France's bounding box.
