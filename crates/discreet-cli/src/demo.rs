@@ -1,7 +1,11 @@
 //! `discreet demo`: the quick start. Starts the embedded store and the gateway with
 //! development keys, reads the same people as every purpose's caller, prints what each
 //! received side by side, and keeps serving with the commands to try next.
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::Args;
 use discreet_config::GatewayConfig;
@@ -13,7 +17,7 @@ use discreet_proto::profile::v1::{
 use prost::Message;
 use tonic::{metadata::MetadataValue, transport::Channel};
 
-use crate::demo_table::{Cell, Column, flatten, print_grid};
+use crate::demo_table::{Cell, Column, Released, flatten, print_grid};
 
 /// Arguments of `discreet demo`.
 #[derive(Debug, Args)]
@@ -114,18 +118,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
             println!();
         }
 
-        crate::demo_audit::show(&receiver, &config, FEATURED, gateway.metrics_addr()).await?;
+        crate::demo_audit::show(&receiver, &config, FEATURED).await?;
 
-        println!("Try it yourself while the demo serves on {addr}:\n");
-        println!("  # a consent token for persona-eu, and a caller token for shop/web");
-        println!("  CONSENT=$(cargo run -q -p discreet-cli -- token dev-consent --sub persona-eu --purpose personalize)");
-        println!("  CALLER=$(cargo run -q -p discreet-cli -- token dev-caller --caller shop/web)");
-        println!("  # with grpcurl, if you have it (reflection is served by the gateway):");
-        println!("  grpcurl -plaintext -H \"authorization: Bearer $CALLER\" -H 'x-discreet-purpose: personalize' \\");
-        println!("    -H \"x-discreet-consent: $CONSENT\" -d '{{\"subject_id\":\"persona-eu\"}}' \\");
-        println!("    {addr} profile.v1.ProfileService/GetProfile");
-        println!("  # what a purpose may see, and why:");
-        println!("  cargo run -q -p discreet-cli -- policy explain config/policy.yaml --purpose personalize --jurisdiction FR");
+        // With --exit the gateway stops now: its addresses would lead nowhere.
+        let serving = (!args.exit).then_some((addr, gateway.metrics_addr()));
+        println!("{}", try_it(&args.config, keys.dir(), &config.policy.file, serving).join("\n"));
         if args.exit {
             let _ = gateway.shutdown().await;
             return Ok(());
@@ -134,6 +131,74 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         let _ = gateway.run_until_signal().await;
         Ok(())
     })
+}
+
+/// The commands to try next, with the keys and policy of the configuration the demo ran
+/// with; the gateway's addresses only while it serves on (`serving`: gRPC and metrics).
+fn try_it(
+    config: &Path,
+    keys: &Path,
+    policy: &Path,
+    serving: Option<(SocketAddr, Option<SocketAddr>)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let (config, keys, policy) = (shell_word(config), shell_word(keys), shell_word(policy));
+    match serving {
+        Some((addr, _)) => out.push(format!(
+            "Try it yourself while the demo serves on {addr}:\n"
+        )),
+        None => out.push("Try it yourself:\n".to_owned()),
+    }
+    out.push("  # a consent token for persona-eu, and a caller token for shop/web".to_owned());
+    out.push(format!(
+        "  CONSENT=$({CLI} token dev-consent --keys {keys} --sub persona-eu --purpose personalize)"
+    ));
+    out.push(format!(
+        "  CALLER=$({CLI} token dev-caller --keys {keys} --caller shop/web)"
+    ));
+    match serving {
+        Some((addr, metrics)) => {
+            out.push(
+                "  # with grpcurl, if you have it (reflection is served by the gateway):"
+                    .to_owned(),
+            );
+            out.push("  grpcurl -plaintext -H \"authorization: Bearer $CALLER\" -H 'x-discreet-purpose: personalize' \\".to_owned());
+            out.push(
+                "    -H \"x-discreet-consent: $CONSENT\" -d '{\"subject_id\":\"persona-eu\"}' \\"
+                    .to_owned(),
+            );
+            out.push(format!("    {addr} profile.v1.ProfileService/GetProfile"));
+            if let Some(metrics) = metrics {
+                out.push("  # the gateway's metrics:".to_owned());
+                out.push(format!(
+                    "  curl -s http://{metrics}/metrics | grep ^discreet_calls"
+                ));
+            }
+        }
+        None => {
+            out.push("  # to call a gateway with them (grpcurl), keep the demo serving: run it without --exit".to_owned());
+            out.push(format!("  {CLI} demo --config {config}"));
+        }
+    }
+    out.push("  # what a purpose may see, and why:".to_owned());
+    out.push(format!(
+        "  {CLI} policy explain {policy} --purpose personalize --jurisdiction FR"
+    ));
+    out
+}
+
+/// How the printed commands run this binary: from the checkout, as the README does.
+const CLI: &str = "cargo run -q -p discreet-cli --";
+
+/// `path` as one shell word: as it is when that is safe, else single-quoted.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,=@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// One call as `column`'s caller, for `subject`.
@@ -175,7 +240,16 @@ async fn read(
         Ok::<_, String>(client.clone().get_profile(request).await)
     };
     match attempt.await {
-        Ok(Ok(response)) => Cell::Released(flatten(&response.into_inner().encode_to_vec())),
+        Ok(Ok(response)) => {
+            // For a unary call tonic hands the trailers over as the response's metadata.
+            let trailer = response
+                .metadata()
+                .get("x-discreet-withheld-fields")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let fields = flatten(&response.into_inner().encode_to_vec());
+            Cell::Released(Released::new(fields, trailer.as_deref()))
+        }
         Ok(Err(status)) => Cell::Refused(format!("{:?}, {}", status.code(), status.message())),
         Err(e) => Cell::Refused(e),
     }
@@ -190,5 +264,60 @@ fn watched_fields(subject: &str) -> &'static [&'static str] {
         "persona-ethnicity" => &["demographics.ethnicity"],
         "persona-california" => &["orders", "jurisdiction"],
         _ => &[],
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commands_to_try_use_the_demos_configuration() {
+        let cfg = Path::new("/tmp/elsewhere/discreet.yaml");
+        let keys = Path::new("/tmp/elsewhere/keys");
+        let policy = Path::new("/tmp/elsewhere/policy.yaml");
+        let stopped = try_it(cfg, keys, policy, None).join("\n");
+        assert_eq!(
+            stopped.matches("--keys /tmp/elsewhere/keys ").count(),
+            2,
+            "{stopped}"
+        );
+        assert!(
+            stopped.contains("policy explain /tmp/elsewhere/policy.yaml "),
+            "{stopped}"
+        );
+        assert!(
+            stopped.contains("demo --config /tmp/elsewhere/discreet.yaml"),
+            "{stopped}"
+        );
+        assert!(!stopped.contains("config/"), "{stopped}");
+        // With --exit the gateway has stopped: no address of it.
+        assert!(!stopped.contains("127.0.0.1"), "{stopped}");
+        assert!(!stopped.contains("-plaintext"), "{stopped}");
+        assert!(!stopped.contains("/metrics"), "{stopped}");
+
+        let addr: SocketAddr = "127.0.0.1:50051".parse().unwrap();
+        let metrics: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        let serving = try_it(cfg, keys, policy, Some((addr, Some(metrics)))).join("\n");
+        assert!(serving.contains("serves on 127.0.0.1:50051"), "{serving}");
+        assert!(
+            serving.contains("    127.0.0.1:50051 profile.v1."),
+            "{serving}"
+        );
+        assert!(
+            serving.contains("http://127.0.0.1:9464/metrics"),
+            "{serving}"
+        );
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(shell_word(Path::new("config/keys")), "config/keys");
+        assert_eq!(
+            shell_word(Path::new("/tmp/my demo/it's")),
+            r"'/tmp/my demo/it'\''s'"
+        );
+        assert_eq!(shell_word(Path::new("")), "''");
     }
 }

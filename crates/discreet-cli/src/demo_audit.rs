@@ -1,6 +1,4 @@
 //! The demo's last part: the audit trail its reads left behind.
-use std::net::SocketAddr;
-
 use discreet_config::GatewayConfig;
 use discreet_telemetry::receiver::OtlpReceiver;
 
@@ -11,7 +9,6 @@ pub(crate) async fn show(
     receiver: &OtlpReceiver,
     config: &GatewayConfig,
     subject: &str,
-    metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
     // Spans are exported in batches as calls end: give the last ones a moment.
     let mut seen = 0;
@@ -61,9 +58,6 @@ pub(crate) async fn show(
         config.audit.key_file.display(),
         file.display()
     );
-    if let Some(addr) = metrics {
-        println!("Metrics: curl -s http://{addr}/metrics | grep ^discreet_calls");
-    }
     println!();
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `discreet keys generate` and `discreet token mint`: development keys and consent tokens.
+//! `discreet keys` and `discreet token`: development keys and keyrings, consent tokens and
+//! callers' service-account tokens.
 //! Production tokens come from the consent-management platform, never from here.
 
 use std::fs::OpenOptions;
@@ -20,8 +21,8 @@ pub(crate) enum KeysCommand {
     /// Generate a signing key pair: `consent-private.pem` (mode 0600) and `consent-jwks.json`.
     Generate(GenerateArgs),
     /// Create (or complete) a development keyring: consent and caller keys, an empty
-    /// revocation list and a pseudonymisation secret, in the layout `config/discreet.yaml`
-    /// expects under `keys/`.
+    /// revocation list, a pseudonymisation secret and an audit key, in the layout
+    /// `config/discreet.yaml` expects under `keys/`.
     Dev(DevKeysArgs),
 }
 

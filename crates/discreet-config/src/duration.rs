@@ -1,6 +1,8 @@
-//! Durations as written in the configuration file: `250ms`, `2s`, `5m`, `1h`, or a bare
-//! number of seconds. The same grammar as the consent section, parsed by the same function
-//! (`discreet_consent::parse_duration`), so one file never mixes two spellings of time.
+//! Durations as written in the configuration file: a whole number and its unit, `250ms`,
+//! `2s`, `5m`, `1h` or `1d`. `ms` to `h` are parsed by the consent section's own parser
+//! (`discreet_consent::parse_duration`), so the two agree on them; `d` is added here, as
+//! the policy has it (`365d`). A bare number is refused: `timeout: 500` could mean
+//! milliseconds as well as seconds, and taking it for seconds would be a silent surprise.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,11 +11,26 @@ use serde::Deserializer;
 use serde::de::{Error, Unexpected, Visitor};
 
 /// What the error message says a duration must look like.
-const EXPECTED: &str = "a duration such as 250ms, 2s, 5m or 1h";
+const EXPECTED: &str = "a duration with its unit: 250ms, 2s, 5m, 1h or 1d (a bare number is refused: write 30s, not 30)";
 
-/// Parses `250ms`, `2s`, `5m`, `1h` or a bare number of seconds; `None` for anything else,
-/// including values that overflow.
+const DAY_SECS: u64 = 86_400;
+
+/// Parses `250ms`, `2s`, `5m`, `1h` or `1d`; `None` for anything else, a bare number
+/// included, and for values that overflow.
 pub(crate) fn parse(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    if text.is_empty() || digits(text) {
+        return None;
+    }
+    if let Some(days) = text.strip_suffix('d') {
+        let days = days.trim_end();
+        if !digits(days) {
+            return None;
+        }
+        let secs = days.parse::<u64>().ok()?.checked_mul(DAY_SECS)?;
+        return Some(Duration::from_secs(secs));
+    }
     discreet_consent::parse_duration(text)
 }
 
@@ -45,14 +62,13 @@ impl Visitor<'_> for DurationVisitor {
         f.write_str(EXPECTED)
     }
 
-    fn visit_u64<E: Error>(self, secs: u64) -> Result<Duration, E> {
-        Ok(Duration::from_secs(secs))
+    // A YAML number (`shutdown_grace: 30`) has no unit: refused, see the module's comment.
+    fn visit_u64<E: Error>(self, n: u64) -> Result<Duration, E> {
+        Err(E::invalid_value(Unexpected::Unsigned(n), &self))
     }
 
-    fn visit_i64<E: Error>(self, secs: i64) -> Result<Duration, E> {
-        u64::try_from(secs)
-            .map(Duration::from_secs)
-            .map_err(|_| E::invalid_value(Unexpected::Signed(secs), &self))
+    fn visit_i64<E: Error>(self, n: i64) -> Result<Duration, E> {
+        Err(E::invalid_value(Unexpected::Signed(n), &self))
     }
 
     fn visit_str<E: Error>(self, text: &str) -> Result<Duration, E> {
@@ -70,12 +86,47 @@ mod tests {
         assert_eq!(parse("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse("365d"), Some(Duration::from_secs(365 * 86_400)));
+        assert_eq!(parse("0s"), Some(Duration::ZERO));
         assert_eq!(parse("2 s"), Some(Duration::from_secs(2)));
-        assert_eq!(parse("1d"), None);
+        assert_eq!(parse("2 d"), Some(Duration::from_secs(2 * 86_400)));
+        // No unit: seconds or milliseconds? Refused.
+        assert_eq!(parse("7"), None);
+        assert_eq!(parse(" 30 "), None);
+        assert_eq!(parse("d"), None);
+        assert_eq!(parse("+1d"), None);
+        assert_eq!(parse("1.5d"), None);
+        assert_eq!(parse("1w"), None);
         assert_eq!(parse("-1s"), None);
         assert_eq!(parse(""), None);
         assert_eq!(parse("99999999999999999999h"), None);
+        assert_eq!(parse("999999999999999999d"), None);
+    }
+
+    /// What a file's value gives, as the configuration reads it.
+    fn read(yaml: &str) -> Result<Duration, String> {
+        #[derive(Debug, serde::Deserialize)]
+        struct One {
+            #[serde(deserialize_with = "deserialize")]
+            d: Duration,
+        }
+        serde_saphyr::from_str::<One>(&format!("d: {yaml}"))
+            .map(|o| o.d)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn file_values_need_a_unit_and_the_error_lists_the_units() {
+        assert_eq!(read("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(read("1d"), Ok(Duration::from_secs(86_400)));
+        for bare in ["30", "\"30\"", "-1"] {
+            let Err(e) = read(bare) else {
+                unreachable!("{bare} was accepted");
+            };
+            assert!(e.contains("250ms, 2s, 5m, 1h or 1d"), "{bare}: {e}");
+            assert!(e.contains("write 30s, not 30"), "{bare}: {e}");
+        }
     }
 
     #[test]

@@ -406,7 +406,7 @@ fn personas() -> Vec<Profile> {
         d.ethnicity = "declared-ethnicity".into();
     }
     let mut eu = base("persona-eu", 5);
-    eu.jurisdiction = "FR".into();
+    live_in_france(&mut eu);
     let mut ca = base("persona-california", 6);
     ca.jurisdiction = "US-CA".into();
     for p in [&mut stale, &mut pregnancy, &mut ethnicity, &mut eu, &mut ca] {
@@ -415,6 +415,30 @@ fn personas() -> Vec<Profile> {
         }
     }
     vec![minor, stale, pregnancy, ethnicity, eu, ca]
+}
+
+/// Makes `p` a resident of France throughout: `base` draws a random place (persona-eu's
+/// is Amsterdam) and every synthetic record has a Berlin phone and, outside the US and
+/// GB, German, which the demo would show beside "adult resident of France".
+fn live_in_france(p: &mut Profile) {
+    p.jurisdiction = "FR".into();
+    if let Some(c) = p.contact.as_mut() {
+        c.phone = "+33 1 99 00 24 70".into();
+        if let Some(a) = c.address.as_mut() {
+            a.street = "12 Rue de l'Exemple".into();
+            a.city = "Paris".into();
+            a.region = "IDF".into();
+            a.postal_code = "75001".into();
+            a.country = "FR".into();
+        }
+    }
+    if let Some(d) = p.demographics.as_mut() {
+        d.language = "fr".into();
+    }
+    p.last_location = Some(GeoPoint {
+        latitude: 48.8606,
+        longitude: 2.3376,
+    });
 }
 
 #[cfg(test)]
@@ -468,6 +492,31 @@ mod tests {
                 .unwrap()
                 .birth_date,
             "2011-05-21"
+        );
+    }
+
+    #[test]
+    fn persona_eu_lives_in_france_throughout() {
+        let d = Dataset::generate(0);
+        let eu = &d.profiles["persona-eu"];
+        assert_eq!(eu.jurisdiction, "FR");
+        let contact = eu.contact.as_ref().unwrap();
+        assert!(contact.phone.starts_with("+33 "), "{}", contact.phone);
+        let address = contact.address.as_ref().unwrap();
+        assert_eq!(
+            (address.city.as_str(), address.country.as_str()),
+            ("Paris", "FR")
+        );
+        assert_eq!(eu.demographics.as_ref().unwrap().language, "fr");
+        let at = eu.last_location.unwrap();
+        // Inside metropolitan France's bounding box.
+        assert!((41.0..51.5).contains(&at.latitude), "{at:?}");
+        assert!((-5.5..10.0).contains(&at.longitude), "{at:?}");
+        // The others keep what `base` draws for them.
+        assert_eq!(d.profiles["persona-california"].jurisdiction, "US-CA");
+        assert_eq!(
+            d.profiles["persona-ethnicity"].contact,
+            synthetic(10_000_004).contact
         );
     }
 
