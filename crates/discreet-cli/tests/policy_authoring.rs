@@ -297,3 +297,25 @@ fn schema_lint_names_unknown_special_and_misplaced_role_labels() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("profile.v1.Profile.loyalty_points"), "{out}");
 }
+
+/// A golden case's grant opens special categories only for the purposes it names, as a
+/// consent token does at the gateway: the shipped case releasing ethnicity to analytics
+/// with a grant that does not name analytics.reporting fails.
+#[test]
+fn a_grant_that_does_not_name_the_purpose_opens_no_special_category() {
+    let dir = scratch("golden-grant");
+    let shipped =
+        std::fs::read_to_string(repo().join("config/policy-tests/analytics.yaml")).unwrap();
+    let named = "grant: { purposes: [analytics.reporting], special_categories:";
+    assert!(shipped.contains(named));
+    let unnamed = shipped.replace(named, "grant: { special_categories:");
+    std::fs::write(dir.join("analytics.yaml"), unnamed).unwrap();
+    let o = discreet(&["policy", "test", dir.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("declared_ethnicity_released_with_special_consent ... FAILED"),
+        "{out}"
+    );
+    assert!(out.contains("- demographics.ethnicity: kept"), "{out}");
+}

@@ -1,38 +1,12 @@
 //! Durations as written in the configuration file: a whole number and its unit, `250ms`,
-//! `2s`, `5m`, `1h` or `1d`. `ms` to `h` are parsed by the consent section's own parser
-//! (`discreet_consent::parse_duration`), so the two agree on them; `d` is added here, as
-//! the policy has it (`365d`). A bare number is refused: `timeout: 500` could mean
-//! milliseconds as well as seconds, and taking it for seconds would be a silent surprise.
+//! `2s`, `5m`, `1h` or `1d` (as the policy has it, `365d`), parsed by the consent
+//! section's parser (`discreet_consent::parse_duration`) so that every section agrees. A
+//! bare number is refused: `timeout: 500` could mean milliseconds as well as seconds, and
+//! taking it for seconds would be a silent surprise.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserializer;
-use serde::de::{Error, Unexpected, Visitor};
-
-/// What the error message says a duration must look like.
-const EXPECTED: &str = "a duration with its unit: 250ms, 2s, 5m, 1h or 1d (a bare number is refused: write 30s, not 30)";
-
-const DAY_SECS: u64 = 86_400;
-
-/// Parses `250ms`, `2s`, `5m`, `1h` or `1d`; `None` for anything else, a bare number
-/// included, and for values that overflow.
-pub(crate) fn parse(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-    if text.is_empty() || digits(text) {
-        return None;
-    }
-    if let Some(days) = text.strip_suffix('d') {
-        let days = days.trim_end();
-        if !digits(days) {
-            return None;
-        }
-        let secs = days.parse::<u64>().ok()?.checked_mul(DAY_SECS)?;
-        return Some(Duration::from_secs(secs));
-    }
-    discreet_consent::parse_duration(text)
-}
 
 /// Writes a duration back in the file's grammar, for error messages.
 pub(crate) fn show(d: Duration) -> String {
@@ -48,37 +22,16 @@ pub(crate) fn show(d: Duration) -> String {
     }
 }
 
-/// `#[serde(deserialize_with = "crate::duration::deserialize")]`.
+/// `#[serde(deserialize_with = "crate::duration::deserialize")]`: a string [`parse`]
+/// accepts; a YAML number (no unit) is refused, see the module's comment.
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    d.deserialize_any(DurationVisitor)
-}
-
-struct DurationVisitor;
-
-impl Visitor<'_> for DurationVisitor {
-    type Value = Duration;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(EXPECTED)
-    }
-
-    // A YAML number (`shutdown_grace: 30`) has no unit: refused, see the module's comment.
-    fn visit_u64<E: Error>(self, n: u64) -> Result<Duration, E> {
-        Err(E::invalid_value(Unexpected::Unsigned(n), &self))
-    }
-
-    fn visit_i64<E: Error>(self, n: i64) -> Result<Duration, E> {
-        Err(E::invalid_value(Unexpected::Signed(n), &self))
-    }
-
-    fn visit_str<E: Error>(self, text: &str) -> Result<Duration, E> {
-        parse(text).ok_or_else(|| E::invalid_value(Unexpected::Str(text), &self))
-    }
+    discreet_consent::deserialize_duration(d)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use discreet_consent::parse_duration as parse;
 
     #[test]
     fn grammar() {

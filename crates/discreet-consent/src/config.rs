@@ -430,13 +430,20 @@ pub fn is_loopback_host(host: &str) -> bool {
 
 /// Durations as `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
 pub(crate) mod duration {
+    use std::fmt;
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserializer;
+    use serde::de::{Error, Unexpected, Visitor};
 
-    /// Parses `250ms`, `30s`, `5m`, `1h` or a bare number of seconds; `None` for anything
-    /// else, including values that overflow. The one parser of the configuration's
-    /// durations: `discreet-config` uses it too.
+    /// What an error says a duration must look like.
+    pub const EXPECTED: &str = "a duration with its unit: 250ms, 2s, 5m, 1h or 1d (a bare number is refused: write 30s, not 30)";
+
+    /// Parses a whole number and its unit, `250ms`, `30s`, `5m`, `1h` or `1d`; `None` for
+    /// anything else, including values that overflow and a bare number (`timeout: 500`
+    /// could mean milliseconds as well as seconds; taking it for either would be a silent
+    /// surprise). The one parser of the configuration's durations: `discreet-config` and
+    /// the development tools use it too.
     pub fn parse(s: &str) -> Option<Duration> {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -444,25 +451,43 @@ pub(crate) mod duration {
         let n: u64 = num.parse().ok()?;
         Some(match unit.trim() {
             "ms" => Duration::from_millis(n),
-            "" | "s" => Duration::from_secs(n),
+            "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.checked_mul(60)?),
             "h" => Duration::from_secs(n.checked_mul(3600)?),
+            "d" => Duration::from_secs(n.checked_mul(86_400)?),
             _ => return None,
         })
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
+    /// `#[serde(with = "duration")]`: a string [`parse`] accepts; a YAML number (no
+    /// unit) is refused.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
+    }
+
+    struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(EXPECTED)
         }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Duration::from_secs(s)),
-            Raw::Text(t) => parse(&t).ok_or_else(|| {
-                serde::de::Error::custom("duration must look like 250ms, 30s, 5m or 1h")
-            }),
+
+        fn visit_u64<E: Error>(self, n: u64) -> Result<Duration, E> {
+            Err(E::invalid_value(Unexpected::Unsigned(n), &self))
+        }
+
+        fn visit_i64<E: Error>(self, n: i64) -> Result<Duration, E> {
+            Err(E::invalid_value(Unexpected::Signed(n), &self))
+        }
+
+        fn visit_f64<E: Error>(self, n: f64) -> Result<Duration, E> {
+            Err(E::invalid_value(Unexpected::Float(n), &self))
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<Duration, E> {
+            parse(text).ok_or_else(|| E::invalid_value(Unexpected::Str(text), &self))
         }
     }
 }
@@ -505,7 +530,10 @@ mod tests {
         assert_eq!(duration::parse("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(duration::parse("5m"), Some(Duration::from_secs(300)));
         assert_eq!(duration::parse("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(duration::parse("7"), Some(Duration::from_secs(7)));
+        assert_eq!(duration::parse("2d"), Some(Duration::from_secs(172_800)));
+        // A bare number has no unit: refused rather than guessed.
+        assert_eq!(duration::parse("7"), None);
+        assert_eq!(duration::parse("99999999999999999999d"), None);
         assert_eq!(duration::parse("5 parsecs"), None);
         assert_eq!(duration::parse(""), None);
     }

@@ -208,7 +208,7 @@ pub fn mint_token(
     })
 }
 
-/// Parses `250ms`, `30s`, `5m`, `1h` or a number of seconds (as in the configuration).
+/// Parses `250ms`, `30s`, `5m`, `1h` or `1d` (as in the configuration).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     crate::parse_duration(s)
 }

@@ -47,7 +47,9 @@ pub mod source;
 pub use algorithm::{SigningAlgorithm, UnknownAlgorithm};
 pub use caller::{CallerConfig, CallerService};
 pub use claims::{ConsentGrant, VerifiedConsent};
-pub use config::duration::parse as parse_duration;
+pub use config::duration::{
+    EXPECTED as DURATION_EXPECTED, deserialize as deserialize_duration, parse as parse_duration,
+};
 pub use config::{
     CacheConfig, ConfigError, ConsentConfig, KeySourceConfig, RevocationSourceConfig,
     is_loopback_host, source_url_problem,

@@ -224,6 +224,14 @@ fn outcome(
     if let Err(denial) = policy.check_access(&case.caller, &case.purpose, Some(&grant)) {
         return Ok(Actual::Refused(denial.to_string()));
     }
+    // As the gateway does (discreet-proxy enforce.rs): a consent token opens special
+    // categories only for the purposes it names; for a purpose that needs no consent, a
+    // token that does not name it counts as no grant at all.
+    let grant = if grant.allows_purpose(&case.purpose) {
+        grant
+    } else {
+        ConsentGrant::default()
+    };
     let now = case.now.unix()?;
     let plan = PurposePlan::compile(
         policy,

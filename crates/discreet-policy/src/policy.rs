@@ -120,14 +120,12 @@ impl ConsentGrant {
 /// A jurisdiction as a person types it on a command line (`fr`, `us-ca`), upper-cased and
 /// checked as a policy's own codes are; the error says what is expected.
 pub fn parse_jurisdiction(text: &str) -> Result<String, String> {
-    let code = text.trim().to_ascii_uppercase();
-    if crate::jurisdiction::valid_code(&code) {
-        Ok(code)
-    } else {
-        Err(format!(
+    match crate::normalize_code(text) {
+        Some(code) => Ok(code.into_owned()),
+        None => Err(format!(
             "{text:?} is not a jurisdiction code: expected an ISO 3166-1 alpha-2 code like FR, \
              a subdivision like US-CA, or EU/EEA"
-        ))
+        )),
     }
 }
 

@@ -11,7 +11,7 @@ use discreet_schema::{
 use serde_saphyr::{Location, Spanned};
 
 use crate::{
-    Action, Diagnostic, LegalBasis, Policy, Purpose, Rule, Vocabulary, VocabularyEntry,
+    Action, Diagnostic, Policy, Purpose, Rule, Vocabulary, VocabularyEntry,
     compile::scalar_kind,
     decide::matches,
     diagnostic::Diagnostics,
@@ -255,10 +255,12 @@ fn purpose(
                     ),
                 );
             }
+            // No warning for a purpose whose legal basis is not consent: a special
+            // category still needs the subject's explicit consent (GDPR art. 9(2)(a)),
+            // which is what the gateway asks for (a token naming the purpose and the
+            // category) whatever the purpose's own basis; the shipped analytics purpose
+            // is that case, and correct.
             Some(_) => {
-                if p.legal_basis.value != LegalBasis::Consent {
-                    diags.warn(&sc.referenced, special_without_consent(name, p, &sc.value));
-                }
                 special_categories.push(vocabulary.canonical(&sc.value).to_owned());
             }
         }
@@ -320,19 +322,6 @@ fn purpose(
     }
     check_fits(&purpose, vocabulary, sites, diags);
     purpose
-}
-
-/// Special categories are released only when the subject's consent token names both the
-/// purpose and the category (the gateway uses a token's grant only for the purposes it
-/// names, and a purpose needing no consent otherwise gets an empty grant). An author who
-/// picked another legal basis may expect them released on that basis alone.
-fn special_without_consent(purpose: &str, p: &PurposeDoc, category: &str) -> String {
-    format!(
-        "special category {category} on purpose {purpose}, whose legal basis is {} and not \
-         consent: its fields are released only to calls carrying a consent token for the \
-         subject that names {purpose} and {category}; other calls get them dropped",
-        p.legal_basis.value.as_str()
-    )
 }
 
 fn known_category(

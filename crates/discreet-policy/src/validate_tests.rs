@@ -126,38 +126,3 @@ fn a_bucket_or_truncation_that_changes_nothing_or_keeps_nothing_is_refused() {
         "{found:?}"
     );
 }
-
-#[test]
-fn a_special_category_on_a_purpose_without_consent_is_warned_about() {
-    let text = edited(
-        "    callers: [risk/scorer]\n",
-        "    callers: [risk/scorer]\n    special_categories: [user.health]\n",
-    );
-    let policy = Policy::parse(Path::new("p.yaml"), &text, &SCHEMA).unwrap();
-    let line = line_of(&text, "special_categories: [user.health]");
-    let warning = policy
-        .warnings
-        .iter()
-        .find(|w| w.line == line)
-        .expect("a warning at the special_categories line");
-    assert!(
-        warning.message.contains("legitimate_interests")
-            && warning.message.contains(
-                "released only to calls carrying a consent token for the subject that names \
-                 essential.fraud_detection and user.health"
-            ),
-        "{warning}"
-    );
-    // A consent purpose listing one is what special categories are for: no warning.
-    let consent = edited(
-        "    callers: [shop/recommender, shop/web]\n",
-        "    callers: [shop/recommender, shop/web]\n    special_categories: [user.health]\n",
-    );
-    let policy = Policy::parse(Path::new("p.yaml"), &consent, &SCHEMA).unwrap();
-    let line = line_of(&consent, "special_categories: [user.health]");
-    assert!(
-        policy.warnings.iter().all(|w| w.line != line),
-        "{:?}",
-        policy.warnings
-    );
-}
