@@ -225,6 +225,23 @@ async fn a_policy_reload_lands_mid_traffic_without_failed_calls() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // A changed policy under the same version is rejected: spans and trailers name the
+    // policy by its version, so two different ones under one name would be ambiguous.
+    let same_version = next.replacen(
+        "- { category: user.name, action: drop }",
+        "- { category: user.name, action: keep }",
+        1,
+    );
+    assert_ne!(same_version, next);
+    std::fs::write(h.policy_path(), &same_version).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = get(&h, "persona-eu", purpose).await.unwrap();
+    assert_eq!(meta(&r, "x-discreet-policy-version"), "2026-11-23.2");
+    assert!(
+        r.into_inner().name.is_none(),
+        "a same-version change was applied"
+    );
+
     // An invalid version is rejected; the last good one stays.
     std::fs::write(
         h.policy_path(),

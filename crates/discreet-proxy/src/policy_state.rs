@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 #[derive(Debug)]
 pub(crate) struct ActivePolicy {
     pub(crate) policy: Policy,
-    /// Counts loads in this process: plans are cached by it, so a reload whose `version`
-    /// string was not bumped still gets fresh plans.
+    /// Counts loads in this process: plans are cached by it (a reload always has a new
+    /// `version`, but a version can come back: A, then B, then A again).
     pub(crate) generation: u64,
     /// `policy.version`, shared: every call's access span and metrics carry it.
     pub(crate) version: Arc<str>,
@@ -102,7 +102,23 @@ impl PolicyState {
         {
             return Reload::Unchanged;
         }
-        match parse(&self.path, &text, &self.schema) {
+        let parsed = parse(&self.path, &text, &self.schema).and_then(|policy| {
+            // Every access span, response trailer and metric names the policy by its
+            // version: two different files under one version would make the audit trail
+            // ambiguous about which rules served a call.
+            let active = self.current();
+            if policy.version == active.policy.version {
+                return Err(format!(
+                    "{}: the policy changed but its version is still \"{}\": every access \
+                     span and response names the policy by its version, so a changed policy \
+                     needs a new one",
+                    self.path.display(),
+                    policy.version
+                ));
+            }
+            Ok(policy)
+        });
+        match parsed {
             Ok(policy) => {
                 let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
                 let version = policy.version.clone();
