@@ -602,6 +602,30 @@ async fn the_documented_metrics_are_exported() {
     assert!(exposition.contains(
         "discreet_calls_total{method=\"/profile.v1.ProfileService/GetProfile\",purpose=\"personalize\",caller=\"shop/recommender\",decision=\"partial\"} 1"
     ), "{exposition}");
+
+    // A caller the policy names, refused a purpose it may not declare, keeps its name.
+    let refused = h
+        .request(
+            GetProfileRequest {
+                subject_id: "persona-eu".into(),
+            },
+            common::caller_for("personalize"),
+            "essential.fraud_detection",
+            &[],
+        )
+        .unwrap();
+    let s = h
+        .client()
+        .await
+        .unwrap()
+        .get_profile(refused)
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::PermissionDenied);
+    let exposition = http_get(h.metrics_addr().unwrap(), "/metrics").await;
+    assert!(exposition.contains(
+        "discreet_calls_total{method=\"/profile.v1.ProfileService/GetProfile\",purpose=\"essential.fraud_detection\",caller=\"shop/recommender\",decision=\"denied\"} 1"
+    ), "{exposition}");
     h.shutdown().await;
 }
 

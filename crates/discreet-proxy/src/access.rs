@@ -293,8 +293,12 @@ impl AccessLog {
             (Some(p), true) => Arc::clone(p),
             _ => Arc::clone(other),
         };
-        let caller = match (&r.caller, self.known_caller) {
-            (Some(c), true) => Arc::clone(c),
+        // A caller refused before it was allowed a purpose is still named by its label if
+        // the policy lists it (looked up only then: an allowed caller is known already).
+        let caller = match &r.caller {
+            Some(c) if self.known_caller || self.core.policy.current().policy.names_caller(c) => {
+                Arc::clone(c)
+            }
             _ => Arc::clone(other),
         };
         let method = if r.method_kind.is_empty() {
