@@ -44,7 +44,12 @@ pub fn report_text(r: &SubjectReport) -> String {
         let got = if l.categories.is_empty() {
             "The record does not say which kinds of data it received.".to_owned()
         } else {
-            format!("It received: {}.", l.categories.join(", "))
+            // The span lists what the policy released for the call, not what the
+            // record held: a kind of data the record had no value for is listed too.
+            format!(
+                "It was released these kinds of data, where your record held them: {}.",
+                l.categories.join(", ")
+            )
         };
         format!(
             "{} read your data {}{}, {}. {got}",

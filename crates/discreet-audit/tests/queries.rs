@@ -174,8 +174,8 @@ Who accessed the data of persona-eu
 Your data was asked for 6 times by 4 services, between 2026-11-21 08:00 UTC and 2026-11-23 10:00 UTC.
 
 Who received your data
-  - shop/recommender read your data 3 times for personalize (legal basis: consent), between 2026-11-21 08:00 UTC and 2026-11-23 10:00 UTC. It received: user.behavior.browsing_history, user.behavior.purchase_history, user.demographic.
-  - support/agent read your data once for essential.service.operations.support (legal basis: contract), on 2026-11-23 07:00 UTC. It received: user.contact.
+  - shop/recommender read your data 3 times for personalize (legal basis: consent), between 2026-11-21 08:00 UTC and 2026-11-23 10:00 UTC. It was released these kinds of data, where your record held them: user.behavior.browsing_history, user.behavior.purchase_history, user.demographic.
+  - support/agent read your data once for essential.service.operations.support (legal basis: contract), on 2026-11-23 07:00 UTC. It was released these kinds of data, where your record held them: user.contact.
 
 Who asked but did not receive your record
   - analytics/reporting asked for your data once for analytics.reporting (legal basis: legitimate interests), on 2026-11-22 12:00 UTC, but your record was left out: a rule about your data (such as your age or where you live) did not allow it.

@@ -64,7 +64,7 @@ fn report_tells_one_person_who_accessed_their_data() {
     );
     for sentence in [
         "Your data was asked for 6 times by 4 services, between 2026-11-21 08:00 UTC and 2026-11-23 10:00 UTC.",
-        "  - shop/recommender read your data 3 times for personalize (legal basis: consent), between 2026-11-21 08:00 UTC and 2026-11-23 10:00 UTC. It received: user.behavior.browsing_history, user.behavior.purchase_history, user.demographic.",
+        "  - shop/recommender read your data 3 times for personalize (legal basis: consent), between 2026-11-21 08:00 UTC and 2026-11-23 10:00 UTC. It was released these kinds of data, where your record held them: user.behavior.browsing_history, user.behavior.purchase_history, user.demographic.",
         "  - ads/mailer was refused your data once for marketing.communications.email (legal basis: consent), on 2026-11-22 11:00 UTC: you have not given consent for this purpose.",
         "but your record was left out: a rule about your data (such as your age or where you live) did not allow it.",
         "made with audit key 798dfc5d.",
