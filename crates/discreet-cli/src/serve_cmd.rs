@@ -118,7 +118,8 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
                 listener,
                 discreet_proxy::Options::default(),
             )
-            .await?;
+            .await
+            .map_err(|e| format!("{}: {e}", args.config.display()))?;
             let _ = gateway.shutdown().await;
             eprintln!("{}: ok", args.config.display());
             return Ok(());
@@ -126,9 +127,12 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        // Errors found at start (a method the schema lacks, a key file that does not
+        // load) are named with the configuration file they come from.
         let gateway =
             discreet_proxy::Gateway::start(&config, listener, discreet_proxy::Options::default())
-                .await?;
+                .await
+                .map_err(|e| format!("{}: {e}", args.config.display()))?;
         // Exits non-zero when access spans were lost: the audit trail misses calls that
         // were served, which whoever runs the gateway must learn of.
         match gateway.run_until_signal().await.audit_spans_lost {

@@ -82,3 +82,34 @@ fn check_config_fails_on_a_key_or_revocation_file_that_does_not_load() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A method the schema does not have is named with the configuration file and the
+/// methods the service does have.
+#[test]
+fn check_config_names_the_file_and_the_methods_there_are() {
+    let dir = scratch_config("method");
+    let config = dir.join("discreet.yaml");
+    let shipped = std::fs::read_to_string(&config).unwrap();
+    let typo = shipped.replacen(
+        "/profile.v1.ProfileService/GetProfile: read",
+        "/profile.v1.ProfileService/GetProfil: read",
+        1,
+    );
+    assert_ne!(typo, shipped);
+    std::fs::write(&config, typo).unwrap();
+    let (ok, stderr) = discreet(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--check-config",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "{}: method /profile.v1.ProfileService/GetProfil",
+            config.display()
+        )) && stderr.contains("it has: GetProfile, BatchGetProfiles"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

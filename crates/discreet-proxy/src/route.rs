@@ -76,14 +76,27 @@ fn resolve(schema: &Schema, path: &str, kind: MethodKind) -> Result<MethodRoute,
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))
         .ok_or("expected /package.Service/Method")?;
-    let service = schema
-        .pool()
-        .get_service_by_name(service)
-        .ok_or("the schema has no such service")?;
+    let service = schema.pool().get_service_by_name(service).ok_or_else(|| {
+        let services: Vec<String> = schema
+            .pool()
+            .services()
+            .map(|s| s.full_name().to_owned())
+            .collect();
+        format!(
+            "the schema has no such service (it has: {})",
+            services.join(", ")
+        )
+    })?;
     let method = service
         .methods()
         .find(|m| m.name() == method)
-        .ok_or("the service has no such method")?;
+        .ok_or_else(|| {
+            let methods: Vec<String> = service.methods().map(|m| m.name().to_owned()).collect();
+            format!(
+                "the service has no such method (it has: {})",
+                methods.join(", ")
+            )
+        })?;
     if method.is_client_streaming() {
         return Err(
             "client-streaming methods cannot be enforced: a request must be one message".into(),
