@@ -304,6 +304,7 @@ impl Gateway {
         let active = policy.current();
         tracing::info!(
             listen = %local_addr,
+            metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             upstream = %upstream_addr,
             policy.version = %active.policy.version,
             // The host only: an endpoint URL could carry a credential.
