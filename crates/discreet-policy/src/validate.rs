@@ -5,7 +5,7 @@ use std::{
 };
 
 use discreet_schema::{
-    LabelContext, Schema,
+    LabelContext, Role, Schema,
     prost_reflect::{Kind, MessageDescriptor},
 };
 use serde_saphyr::{Location, Spanned};
@@ -141,6 +141,8 @@ struct Site {
     category: Option<String>,
     ctx: LabelContext,
     kind: discreet_redact::ScalarKind,
+    /// The field's own role (subject id, birth date, jurisdiction, updated-at).
+    role: Option<Role>,
 }
 
 /// Every leaf below every message type a service returns.
@@ -185,6 +187,7 @@ fn schema_sites(schema: &Schema) -> Vec<Site> {
                 category: fctx.category.clone(),
                 ctx: fctx,
                 kind,
+                role: schema.field_label(&f).and_then(|l| l.role),
             });
         }
         stack.pop();
@@ -321,7 +324,36 @@ fn purpose(
         purpose.jurisdictions.insert(code.clone(), list);
     }
     check_fits(&purpose, vocabulary, sites, diags);
+    jurisdiction_without_role(name, &purpose, at, sites, diags);
     purpose
+}
+
+/// A purpose whose rules or minimum age depend on the record's jurisdiction refuses every
+/// record whose jurisdiction is unknown (fail closed); with no field labelled
+/// `ROLE_JURISDICTION` in the schema, that is every record. Said at check time rather
+/// than found in production.
+fn jurisdiction_without_role(
+    name: &str,
+    purpose: &Purpose,
+    at: &Location,
+    sites: &[Site],
+    diags: &mut Diagnostics,
+) {
+    let depends = !purpose.jurisdictions.is_empty()
+        || purpose
+            .minimum_age
+            .iter()
+            .any(|(code, _)| code != "default");
+    if depends && !sites.iter().any(|s| s.role == Some(Role::Jurisdiction)) {
+        diags.warn(
+            at,
+            format!(
+                "purpose {name} has rules or a minimum age per jurisdiction, but no field of \
+                 the schema has ROLE_JURISDICTION: every record's jurisdiction is unknown, so \
+                 every record is refused for this purpose"
+            ),
+        );
+    }
 }
 
 fn known_category(
