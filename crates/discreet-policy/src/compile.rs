@@ -86,8 +86,7 @@ impl PurposePlan {
                 .collect();
             variants.push((code.clone(), build(scopes)?));
         }
-        let jurisdiction_matters =
-            !variants.is_empty() || p.minimum_age.keys().any(|k| k != "default");
+        let jurisdiction_matters = p.depends_on_jurisdiction();
         Ok(PurposePlan {
             jurisdiction_matters,
             purpose: purpose.to_owned(),

@@ -87,17 +87,12 @@ pub struct Purpose {
 }
 
 impl Purpose {
-    /// The minimum age that applies to a record in `jurisdiction` (`None`: no age limit).
+    /// Whether a record's jurisdiction changes what this purpose releases: it has
+    /// override rules, or a minimum age of its own for some jurisdiction. Then a record
+    /// whose jurisdiction is unknown is refused (see `PurposePlan::apply`).
     #[must_use]
-    pub fn minimum_age_for(&self, jurisdiction: Option<&str>) -> Option<u32> {
-        if let Some(code) = jurisdiction {
-            for c in crate::jurisdiction_chain(code) {
-                if let Some(age) = self.minimum_age.get(c) {
-                    return Some(*age);
-                }
-            }
-        }
-        self.minimum_age.get("default").copied()
+    pub fn depends_on_jurisdiction(&self) -> bool {
+        !self.jurisdictions.is_empty() || self.minimum_age.keys().any(|k| k != "default")
     }
 }
 

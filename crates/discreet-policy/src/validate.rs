@@ -339,12 +339,9 @@ fn jurisdiction_without_role(
     sites: &[Site],
     diags: &mut Diagnostics,
 ) {
-    let depends = !purpose.jurisdictions.is_empty()
-        || purpose
-            .minimum_age
-            .iter()
-            .any(|(code, _)| code != "default");
-    if depends && !sites.iter().any(|s| s.role == Some(Role::Jurisdiction)) {
+    if purpose.depends_on_jurisdiction()
+        && !sites.iter().any(|s| s.role == Some(Role::Jurisdiction))
+    {
         diags.warn(
             at,
             format!(

@@ -283,7 +283,7 @@ fn a_record_jurisdiction_is_normalized_and_an_unknown_one_fails_closed() {
     let marketing = "marketing.communications.email";
     let g = grant(marketing, &[]);
     // The EU override drops the birth date for marketing (the base rule keeps the year).
-    for code in ["FR", "fr", " fr ", "Fr"] {
+    for code in ["FR", "fr", " fr ", "Fr", "EL"] {
         let (outcome, released, _) = apply(marketing, &g, &person("1980-03-01", code));
         assert_eq!(outcome, RecordOutcome::Released, "{code:?}");
         assert_eq!(
@@ -292,7 +292,8 @@ fn a_record_jurisdiction_is_normalized_and_an_unknown_one_fails_closed() {
             "{code:?} did not get the EU override"
         );
     }
-    for unknown in ["France", "FRA", "", "F R"] {
+    // `XX` has the shape of a code and is assigned to no one.
+    for unknown in ["France", "FRA", "", "F R", "XX"] {
         let (outcome, released, _) = apply(marketing, &g, &person("1980-03-01", unknown));
         assert_eq!(
             outcome,
