@@ -992,7 +992,35 @@ async fn spans_a_shutdown_cannot_export_are_counted_as_lost() {
     assert_eq!(report.audit_spans_lost, 3);
     assert!(started.elapsed() >= Duration::from_secs(5));
 
+    // A collector that takes them: nothing lost, and no wait, even while a metrics
+    // scraper keeps its connection (and with it the gateway's state) open.
     let h = Harness::start().await.unwrap();
     get(&h, "persona-eu", "personalize").await.unwrap();
+    let scraper = keep_alive_scrape(h.metrics_addr().unwrap()).await;
+    let started = std::time::Instant::now();
     assert_eq!(h.shutdown().await.audit_spans_lost, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "shutdown waited {:?} for the export",
+        started.elapsed()
+    );
+    drop(scraper);
+}
+
+/// A connection to `/metrics` that has been answered once and stays open.
+async fn keep_alive_scrape(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n.min(64)])
+    );
+    stream
 }

@@ -225,8 +225,22 @@ async fn a_policy_reload_lands_mid_traffic_without_failed_calls() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // A changed policy under the same version is rejected: spans and trailers name the
-    // policy by its version, so two different ones under one name would be ambiguous.
+    // A changed policy under the same version is applied (refusing it would leave this
+    // replica on the old rules while a restarted one loads the new file), and the version
+    // metric's digest shows that the file under that version changed.
+    let digest_of = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("discreet_policy_version{version=\"2026-11-23.2\",digest=\"")
+                    .and_then(|rest| rest.split_once('"'))
+                    .map(|(digest, _)| digest.to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let metrics_addr = h.metrics_addr().unwrap();
+    let before = digest_of(&common::http_get(metrics_addr, "/metrics").await);
+    assert_eq!(before.len(), 12, "{before:?}");
     let same_version = next.replacen(
         "- { category: user.name, action: drop }",
         "- { category: user.name, action: keep }",
@@ -234,13 +248,17 @@ async fn a_policy_reload_lands_mid_traffic_without_failed_calls() {
     );
     assert_ne!(same_version, next);
     std::fs::write(h.policy_path(), &same_version).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        common::eventually(Duration::from_secs(5), async || {
+            let now = digest_of(&common::http_get(metrics_addr, "/metrics").await);
+            !now.is_empty() && now != before
+        })
+        .await,
+        "the same-version change was not applied"
+    );
     let r = get(&h, "persona-eu", purpose).await.unwrap();
     assert_eq!(meta(&r, "x-discreet-policy-version"), "2026-11-23.2");
-    assert!(
-        r.into_inner().name.is_none(),
-        "a same-version change was applied"
-    );
+    assert!(r.into_inner().name.is_some(), "the changed rules apply");
 
     // An invalid version is rejected; the last good one stays.
     std::fs::write(

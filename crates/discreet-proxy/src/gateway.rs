@@ -73,6 +73,8 @@ pub struct Gateway {
     /// Turns health to SERVING once every key and revocation source has been read (only
     /// while one has not).
     readiness: Option<JoinHandle<()>>,
+    /// The routed services, whose health is reported with the server's.
+    services: Vec<String>,
     /// The embedded store: stopped only after the gateway has drained, since the calls
     /// being drained still read from it.
     embedded: Option<EmbeddedStore>,
@@ -244,7 +246,8 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
             shadow: shadow.clone(),
         });
-        metrics.set_policy_version(&Arc::from(policy.current().policy.version.as_str()));
+        let active = policy.current();
+        metrics.set_policy_version(&active.version, &active.digest_hex());
         let services: Vec<String> = config
             .methods
             .keys()
@@ -270,7 +273,7 @@ impl Gateway {
             let m = Arc::clone(&metrics);
             Arc::clone(&policy).watch(POLICY_POLL, "policy", move |active, applied| {
                 count_reload(&m, applied);
-                m.set_policy_version(&active.version);
+                m.set_policy_version(&active.version, &active.digest_hex());
             })
         });
         // Always watched: a renewed certificate must reach new connections without a
@@ -284,12 +287,14 @@ impl Gateway {
             collector_headers.and_then(|headers| headers.watch(POLICY_POLL, Arc::clone(&metrics)));
         let shadow_watch = shadow.map(|shadow| {
             let m = Arc::clone(&metrics);
-            m.set_shadow_policy_version(&shadow.state.current().version);
+            let candidate = shadow.state.current();
+            m.set_shadow_policy_version(&candidate.version, &candidate.digest_hex());
             Arc::clone(&shadow.state).watch(POLICY_POLL, "shadow policy", move |active, _| {
-                m.set_shadow_policy_version(&active.version);
+                m.set_shadow_policy_version(&active.version, &active.digest_hex());
             })
         });
-        let readiness = (!ready).then(|| tokio::spawn(become_ready(Arc::clone(&core), services)));
+        let readiness =
+            (!ready).then(|| tokio::spawn(become_ready(Arc::clone(&core), services.clone())));
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::admin::serve_metrics(
                 listener,
@@ -326,6 +331,7 @@ impl Gateway {
             collector_tls_watch,
             collector_headers_watch,
             readiness,
+            services,
             embedded,
             metrics_addr,
             audit_export,
@@ -360,11 +366,9 @@ impl Gateway {
             readiness.abort();
             let _ = readiness.await;
         }
-        self.core
-            .local
-            .reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        // The server and each service: a client checking a service by name sees the
+        // drain too.
+        set_health(&self.core, &self.services, false).await;
         let _ = self.stop.send(true);
         let _ = self.server.await;
         for w in [
@@ -396,17 +400,27 @@ impl Gateway {
             .max(AUDIT_FLUSH);
         let backlog = self.core.audit.trail.backlog();
         drop(self.core);
-        if tokio::time::timeout(flush, self.audit_export).await.is_ok() {
+        // The queue takes no more spans; the exporter ends once what it holds is out,
+        // though a metrics connection may still hold a sender.
+        backlog.close();
+        let mut export = self.audit_export;
+        let lost = match tokio::time::timeout(flush, &mut export).await {
+            Ok(Ok(())) => return ShutdownReport::default(),
+            // The export task failed: whatever it had not sent is lost.
+            Ok(Err(_)) => backlog.spans(),
+            Err(_) => {
+                export.abort();
+                backlog.spans()
+            }
+        };
+        if lost == 0 {
             return ShutdownReport::default();
         }
-        let lost = backlog.spans();
-        if lost > 0 {
-            tracing::error!(
-                spans = lost,
-                "audit export did not drain within {flush:?} (the collector is unreachable \
-                 or refusing): {lost} access spans of calls already served are lost"
-            );
-        }
+        tracing::error!(
+            spans = lost,
+            "audit export did not drain within {flush:?} (the collector is unreachable \
+             or refusing): {lost} access spans of calls already served are lost"
+        );
         ShutdownReport {
             audit_spans_lost: lost,
         }

@@ -18,12 +18,19 @@ use sha2::{Digest, Sha256};
 #[derive(Debug)]
 pub(crate) struct ActivePolicy {
     pub(crate) policy: Policy,
-    /// Counts loads in this process: plans are cached by it (a reload always has a new
-    /// `version`, but a version can come back: A, then B, then A again).
+    /// Counts loads in this process: plans are cached by it, so a reload whose `version`
+    /// string was not changed still gets fresh plans.
     pub(crate) generation: u64,
     /// `policy.version`, shared: every call's access span and metrics carry it.
     pub(crate) version: Arc<str>,
     digest: [u8; 32],
+}
+
+impl ActivePolicy {
+    /// The file's SHA-256, first 12 hex digits: tells apart two files under one version.
+    pub(crate) fn digest_hex(&self) -> Arc<str> {
+        Arc::from(hex::encode(&self.digest[..6]))
+    }
 }
 
 /// What a reload attempt did.
@@ -102,24 +109,20 @@ impl PolicyState {
         {
             return Reload::Unchanged;
         }
-        let parsed = parse(&self.path, &text, &self.schema).and_then(|policy| {
-            // Every access span, response trailer and metric names the policy by its
-            // version: two different files under one version would make the audit trail
-            // ambiguous about which rules served a call.
-            let active = self.current();
-            if policy.version == active.policy.version {
-                return Err(format!(
-                    "{}: the policy changed but its version is still \"{}\": every access \
-                     span and response names the policy by its version, so a changed policy \
-                     needs a new one",
-                    self.path.display(),
-                    policy.version
-                ));
-            }
-            Ok(policy)
-        });
+        let parsed = parse(&self.path, &text, &self.schema);
         match parsed {
             Ok(policy) => {
+                if policy.version == self.current().policy.version {
+                    // Applied all the same: refusing it would leave running replicas on
+                    // the old rules while restarted ones load the new file under the same
+                    // name. The version metric's digest label shows the difference.
+                    tracing::warn!(
+                        policy.version = %policy.version,
+                        "{}: the policy changed but its version did not: spans and response \
+                         trailers cannot tell the two apart; give each policy its own version",
+                        self.path.display()
+                    );
+                }
                 let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
                 let version = policy.version.clone();
                 let next = Arc::new(ActivePolicy {

@@ -10,7 +10,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -92,15 +92,23 @@ pub struct AuditTrail {
 #[derive(Debug, Clone)]
 pub struct AuditBacklog {
     queued: Arc<Queued>,
-    counters: Arc<AuditCounters>,
 }
 
 impl AuditBacklog {
-    /// Spans in the queue plus those in the export request being tried.
+    /// Spans sent to the trail and not yet accepted by the collector: in the queue, or
+    /// taken by the exporter (the request being tried and the rest of its batch).
     #[must_use]
     pub fn spans(&self) -> u64 {
-        let queued = self.queued.spans.load(Ordering::Relaxed) as u64;
-        queued + u64::try_from(self.counters.in_export.get()).unwrap_or(0)
+        let queued = self.queued.spans.load(Ordering::Relaxed);
+        let taken = self.queued.unexported.load(Ordering::Relaxed);
+        (queued + taken) as u64
+    }
+
+    /// Shutdown: the trail takes no more spans, and the export task ends once it has
+    /// exported what is queued, even while senders remain.
+    pub fn close(&self) {
+        self.queued.closing.store(true, Ordering::Release);
+        self.queued.close.notify_one();
     }
 }
 
@@ -178,7 +186,6 @@ impl AuditTrail {
     pub fn backlog(&self) -> AuditBacklog {
         AuditBacklog {
             queued: Arc::clone(&self.queued),
-            counters: Arc::clone(&self.counters),
         }
     }
 
@@ -308,6 +315,13 @@ struct Queued {
     bytes: AtomicUsize,
     /// `queue_bytes`.
     max_bytes: usize,
+    /// Spans taken by the exporter and not yet accepted by the collector.
+    unexported: AtomicUsize,
+    /// Set at shutdown ([`AuditBacklog::close`]): the queue takes no more spans and the
+    /// exporter ends once it has sent what it holds, whoever still has a sender (a
+    /// metrics connection keeps the gateway's state, and with it the trail, alive).
+    closing: AtomicBool,
+    close: Notify,
 }
 
 impl Queued {
@@ -318,6 +332,9 @@ impl Queued {
             full: Notify::new(),
             bytes: AtomicUsize::new(0),
             max_bytes,
+            unexported: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            close: Notify::new(),
         }
     }
 
@@ -332,6 +349,7 @@ impl Queued {
 
     /// `n` spans taken from the queue by the exporter (their bytes are still held).
     fn take(&self, n: usize) {
+        self.unexported.fetch_add(n, Ordering::Relaxed);
         self.spans.fetch_sub(n, Ordering::Relaxed);
     }
 
@@ -370,11 +388,19 @@ async fn next_batch(
     batch: &mut Vec<EncodedSpan>,
     b: Batching,
 ) {
-    if rx
-        .recv_many(batch, b.max.saturating_mul(BACKLOG_BATCHES))
-        .await
-        == 0
-    {
+    let most = b.max.saturating_mul(BACKLOG_BATCHES);
+    if queued.closing.load(Ordering::Acquire) {
+        rx.close();
+    }
+    let received = tokio::select! {
+        n = rx.recv_many(batch, most) => n,
+        // Shutdown: no more spans come in; what is queued still goes out.
+        () = queued.close.notified() => {
+            rx.close();
+            rx.recv_many(batch, most).await
+        }
+    };
+    if received == 0 {
         return;
     }
     if batch.len() < b.max && !b.delay.is_zero() {
@@ -427,7 +453,10 @@ async fn run_export(
             let request = prefix.request(&rest[..n]);
             let bytes = request.len();
             match export_with_retry(&mut client, request, n as u64, &counters).await {
-                Exported::Yes => rest = &rest[n..],
+                Exported::Yes => {
+                    queued.unexported.fetch_sub(n, Ordering::Relaxed);
+                    rest = &rest[n..];
+                }
                 Exported::TooLarge => {
                     limit = (bytes / 2).max(1);
                     tracing::warn!(

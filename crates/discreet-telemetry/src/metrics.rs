@@ -70,6 +70,9 @@ struct FileLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: Arc<str>,
+    /// The policy file's SHA-256 (first 12 hex digits): two files under one version
+    /// show as two series.
+    digest: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -149,8 +152,8 @@ pub struct GatewayMetrics {
     pub audit: Arc<AuditCounters>,
     policy_version: Family<VersionLabels, Gauge>,
     shadow_policy_version: Family<VersionLabels, Gauge>,
-    current_policy: Mutex<Option<Arc<str>>>,
-    current_shadow: Mutex<Option<Arc<str>>>,
+    current_policy: Mutex<Option<VersionLabels>>,
+    current_shadow: Mutex<Option<VersionLabels>>,
 }
 
 impl GatewayMetrics {
@@ -331,13 +334,13 @@ impl GatewayMetrics {
         let policy_version = Family::<VersionLabels, Gauge>::default();
         registry.register(
             "policy_version",
-            "1 for the active policy version",
+            "1 for the active policy version, with the file's digest (SHA-256, first 12 hex digits)",
             policy_version.clone(),
         );
         let shadow_policy_version = Family::<VersionLabels, Gauge>::default();
         registry.register(
             "shadow_policy_version",
-            "1 for the candidate (shadow) policy version",
+            "1 for the candidate (shadow) policy version, with the file's digest",
             shadow_policy_version.clone(),
         );
         registry.register(
@@ -394,13 +397,18 @@ impl GatewayMetrics {
     }
 
     /// Marks `version` as the active policy (and the previous one as not).
-    pub fn set_policy_version(&self, version: &Arc<str>) {
-        swap_version(&self.policy_version, &self.current_policy, version);
+    pub fn set_policy_version(&self, version: &Arc<str>, digest: &Arc<str>) {
+        swap_version(&self.policy_version, &self.current_policy, version, digest);
     }
 
-    /// Marks `version` as the shadow policy.
-    pub fn set_shadow_policy_version(&self, version: &Arc<str>) {
-        swap_version(&self.shadow_policy_version, &self.current_shadow, version);
+    /// Marks `version` (file digest `digest`) as the shadow policy.
+    pub fn set_shadow_policy_version(&self, version: &Arc<str>, digest: &Arc<str>) {
+        swap_version(
+            &self.shadow_policy_version,
+            &self.current_shadow,
+            version,
+            digest,
+        );
     }
 
     /// The certificate in `file` serves new connections until `not_after` (Unix seconds).
@@ -444,21 +452,22 @@ impl GatewayMetrics {
 
 fn swap_version(
     family: &Family<VersionLabels, Gauge>,
-    current: &Mutex<Option<Arc<str>>>,
+    current: &Mutex<Option<VersionLabels>>,
     version: &Arc<str>,
+    digest: &Arc<str>,
 ) {
     let Ok(mut current) = current.lock() else {
         return;
     };
     if let Some(old) = current.take() {
-        family.remove(&VersionLabels { version: old });
+        family.remove(&old);
     }
-    family
-        .get_or_create(&VersionLabels {
-            version: Arc::clone(version),
-        })
-        .set(1);
-    *current = Some(Arc::clone(version));
+    let labels = VersionLabels {
+        version: Arc::clone(version),
+        digest: Arc::clone(digest),
+    };
+    family.get_or_create(&labels).set(1);
+    *current = Some(labels);
 }
 
 #[cfg(test)]
@@ -477,15 +486,15 @@ mod tests {
                 decision: "allowed",
             })
             .inc();
-        m.set_policy_version(&Arc::from("1"));
-        m.set_policy_version(&Arc::from("2"));
+        m.set_policy_version(&Arc::from("1"), &Arc::from("aaaa"));
+        m.set_policy_version(&Arc::from("2"), &Arc::from("bbbb"));
         m.audit.set_mode(AuditMode::Strict);
         let text = m.encode();
         assert!(text.contains(
             "discreet_calls_total{method=\"/p.S/Get\",purpose=\"personalize\",caller=\"shop/recommender\",decision=\"allowed\"} 1"
         ), "{text}");
         assert!(
-            text.contains("discreet_policy_version{version=\"2\"} 1"),
+            text.contains("discreet_policy_version{version=\"2\",digest=\"bbbb\"} 1"),
             "{text}"
         );
         assert!(!text.contains("version=\"1\""), "{text}");
