@@ -179,7 +179,10 @@ pub(crate) fn run_keys(cmd: KeysCommand) -> Result<(), Box<dyn std::error::Error
 
 /// Runs `discreet token …`.
 pub(crate) fn run_token(cmd: TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
-    let ttl_of = |ttl: &str| parse_duration(ttl).ok_or("--ttl must look like 30s, 15m or 1h");
+    let ttl_of = |ttl: &str| {
+        parse_duration(ttl)
+            .ok_or_else(|| format!("--ttl: expected {}", discreet_consent::DURATION_EXPECTED))
+    };
     match cmd {
         TokenCommand::DevConsent(args) => {
             let ring = DevKeyring::open(&args.common.keys)?;
@@ -199,7 +202,9 @@ pub(crate) fn run_token(cmd: TokenCommand) -> Result<(), Box<dyn std::error::Err
             Ok(())
         }
         TokenCommand::Mint(args) => {
-            let ttl = parse_duration(&args.ttl).ok_or("--ttl must look like 30s, 15m or 1h")?;
+            let ttl = parse_duration(&args.ttl).ok_or_else(|| {
+                format!("--ttl: expected {}", discreet_consent::DURATION_EXPECTED)
+            })?;
             let pem = std::fs::read_to_string(&args.key)?;
             let purposes: Vec<&str> = args.purposes.iter().map(String::as_str).collect();
             let mut claims = MintClaims::new(&args.iss, &args.aud, &args.sub, &purposes, ttl);

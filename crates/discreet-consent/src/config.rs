@@ -428,7 +428,7 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Durations as `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+/// Durations as `250ms`, `30s`, `5m`, `1h` or `1d`; a bare number is refused.
 pub(crate) mod duration {
     use std::fmt;
     use std::time::Duration;

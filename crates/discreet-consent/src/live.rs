@@ -24,6 +24,15 @@ use crate::source::DocumentSource;
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// `wait` give or take a fifth, so replicas started together do not retry a source in
+/// step.
+fn jittered(wait: Duration) -> Duration {
+    use rand_core::RngCore;
+    let spread = wait / 5;
+    let offset = u64::from(rand_core::OsRng.next_u32()) % (spread.as_millis() as u64 * 2 + 1);
+    wait - spread + Duration::from_millis(offset)
+}
+
 /// Parses a fetched document; `None` when it is invalid (the last good copy stays).
 pub(crate) type Parser<T> = fn(&[u8]) -> Option<T>;
 
@@ -88,12 +97,12 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
         }
     }
 
-    /// What it is (`consent_keys`, `revocation`, `caller_keys`).
     /// Whether the document comes from a local file (not a URL).
     pub(crate) fn is_file(&self) -> bool {
         matches!(self.source, DocumentSource::File(_))
     }
 
+    /// What it is (`consent_keys`, `revocation`, `caller_keys`).
     pub(crate) fn name(&self) -> &'static str {
         self.name
     }
@@ -244,8 +253,11 @@ impl<T: Send + Sync + 'static> LiveDocument<T> {
             let mut retry = RETRY_FIRST;
             loop {
                 let wait = if this.failures_in_a_row.load(Ordering::Relaxed) > 0 {
-                    retry.min(interval)
+                    jittered(retry).min(interval)
                 } else {
+                    // Read successfully (perhaps by an on-demand reload): the next failure
+                    // starts the backoff again from its first step.
+                    retry = RETRY_FIRST;
                     interval
                 };
                 tokio::select! {
@@ -276,6 +288,21 @@ impl Drop for TaskGuard {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_waits_are_spread_by_a_fifth() {
+        let waits: Vec<Duration> = (0..200)
+            .map(|_| jittered(Duration::from_secs(10)))
+            .collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| (Duration::from_secs(8)..=Duration::from_secs(12)).contains(w)),
+            "{waits:?}"
+        );
+        // Not all the same: replicas do not retry in step.
+        assert!(waits.iter().any(|w| *w != waits[0]));
+    }
     use crate::source::FileSource;
 
     fn document() -> LiveDocument<String> {

@@ -52,11 +52,7 @@ fn respond(core: &Core, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         .set(i64::try_from(core.audit.trail.queue_bytes()).unwrap_or(i64::MAX));
     // Read now rather than on every reload: the age is what an alert needs, and it grows
     // between reloads.
-    let mut sources = core.consent.source_health();
-    if let Some(callers) = core.callers.source_health() {
-        sources.push(callers);
-    }
-    for (source, health) in sources {
+    for (source, health) in crate::gateway::sources(core) {
         core.metrics.set_key_source_health(
             source,
             health.age_seconds,

@@ -529,11 +529,16 @@ fn admission(
     crate::admission::Admission::new(limits.max_concurrent_calls, settings, Arc::clone(metrics))
 }
 
-/// Whether every key and revocation source the gateway uses has been read at least once.
-fn sources_loaded(core: &Core) -> bool {
+/// Every key and revocation source the gateway uses, by name, and how it is doing.
+pub(crate) fn sources(core: &Core) -> Vec<(&'static str, discreet_consent::SourceHealth)> {
     let mut sources = core.consent.source_health();
     sources.extend(core.callers.source_health());
     sources
+}
+
+/// Whether every key and revocation source the gateway uses has been read at least once.
+fn sources_loaded(core: &Core) -> bool {
+    sources(core)
         .iter()
         .all(|(_, health)| health.age_seconds.is_some())
 }
@@ -556,15 +561,11 @@ async fn set_health(core: &Core, services: &[String], serving: bool) {
 
 /// Waits until every key and revocation source has been read, then reports SERVING.
 async fn become_ready(core: Arc<Core>, services: Vec<String>) {
-    let unread: Vec<_> = {
-        let mut sources = core.consent.source_health();
-        sources.extend(core.callers.source_health());
-        sources
-            .into_iter()
-            .filter(|(_, h)| h.age_seconds.is_none())
-            .map(|(name, _)| name)
-            .collect()
-    };
+    let unread: Vec<_> = sources(&core)
+        .into_iter()
+        .filter(|(_, h)| h.age_seconds.is_none())
+        .map(|(name, _)| name)
+        .collect();
     tracing::warn!(
         sources = %unread.join(","),
         "not ready: health answers NOT_SERVING until these key or revocation sources have been read once"

@@ -59,8 +59,10 @@ struct PrivateCa {
     state: Mutex<CaState>,
 }
 
-/// Length and modification time of a file.
-type FileStamp = (u64, Option<SystemTime>);
+/// Length, modification and change times, and inode of a file: a replacement that keeps
+/// the length and the modification time (`cp -p`, `rsync -t`, a tarball) still changes
+/// the change time or the inode, which no copy can preserve.
+type FileStamp = (u64, Option<SystemTime>, i64, i64, u64);
 
 struct CaState {
     /// Length and modification time of the file when last read: a changed stamp means
@@ -90,12 +92,12 @@ impl PrivateCa {
         })
     }
 
-    /// The client for the file as it is now: one `stat` when nothing changed.
+    /// The client for the file as it is now: one `stat` when nothing changed (a blocking
+    /// call, made once per fetch of a key or revocation document, not per gateway call).
     fn current(&self) -> Result<HttpsClient, SourceError> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| SourceError::Http("ca_file state poisoned".into()))?;
+        // Nothing in the section below leaves the state half-written: a panic elsewhere
+        // while holding the lock does not make the source unusable.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let stamp = ca_stamp(&self.path);
         if stamp.as_ref().ok() != Some(&state.stamp) {
             match read_ca_file(&self.path) {
@@ -120,7 +122,7 @@ impl PrivateCa {
                 Err(e) => {
                     // Unreadable (removed, a permission change): nothing is trusted, and
                     // the next request reads again.
-                    state.stamp = (u64::MAX, None);
+                    state.stamp = (u64::MAX, None, 0, 0, 0);
                     state.pem.clear();
                     state.client = Err(e);
                 }
@@ -131,8 +133,15 @@ impl PrivateCa {
 }
 
 fn ca_stamp(path: &Path) -> Result<FileStamp, SourceError> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).map_err(|e| ca_error(path, e))?;
-    Ok((meta.len(), meta.modified().ok()))
+    Ok((
+        meta.len(),
+        meta.modified().ok(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.ino(),
+    ))
 }
 
 fn ca_error(path: &Path, e: std::io::Error) -> SourceError {
