@@ -98,6 +98,19 @@ impl Gateway {
         let schema = Arc::new(load_schema(config)?);
         let routes = MethodTable::build(&schema, &config.methods)?;
         let policy = Arc::new(PolicyState::load(&config.policy.file, Arc::clone(&schema))?);
+        // Valid, but every record of these types is refused for these purposes: said at
+        // start (and by serve --check-config) rather than found in production.
+        for (record_type, purposes) in
+            routes.jurisdiction_unknowable(&schema, &policy.current().policy)
+        {
+            tracing::warn!(
+                record_type = %record_type,
+                purposes = %purposes.join(","),
+                "records of this type have no field labelled ROLE_JURISDICTION, and these \
+                 purposes have rules or a minimum age per jurisdiction: every such record \
+                 is refused for them"
+            );
+        }
         let secret = discreet_config::load_pseudonym_secret(&config.pseudonym.secret_file)
             .map_err(|e| e.to_string())?;
         let consent = ConsentService::start(&config.consent)

@@ -66,6 +66,38 @@ impl MethodTable {
         Ok(MethodTable { routes })
     }
 
+    /// For each routed record type with no field labelled `ROLE_JURISDICTION`, the
+    /// purposes of `policy` whose rules or minimum age depend on the jurisdiction: every
+    /// record of that type is refused for them (its jurisdiction is unknown, which fails
+    /// closed). Sorted, for a stable message.
+    pub(crate) fn jurisdiction_unknowable(
+        &self,
+        schema: &Schema,
+        policy: &discreet_policy::Policy,
+    ) -> Vec<(String, Vec<String>)> {
+        let dependent: Vec<String> = policy
+            .purposes
+            .iter()
+            .filter(|(_, p)| p.depends_on_jurisdiction())
+            .map(|(name, _)| name.clone())
+            .collect();
+        if dependent.is_empty() {
+            return Vec::new();
+        }
+        let mut types: Vec<&str> = self.routes.values().map(|r| &*r.record_type).collect();
+        types.sort_unstable();
+        types.dedup();
+        types
+            .into_iter()
+            .filter(|t| {
+                schema
+                    .message(t)
+                    .is_ok_and(|m| role_path(schema, &m, Role::Jurisdiction).is_none())
+            })
+            .map(|t| (t.to_owned(), dependent.clone()))
+            .collect()
+    }
+
     pub(crate) fn get(&self, path: &str) -> Option<&Arc<MethodRoute>> {
         self.routes.get(path)
     }
@@ -248,6 +280,59 @@ mod tests {
         let update = t.get("/profile.v1.ProfileService/UpdateProfile").unwrap();
         assert_eq!(update.request_subjects.as_ref().unwrap().path, vec![1, 1]);
         assert!(t.get("/profile.v1.ProfileService/Nope").is_none());
+    }
+
+    #[test]
+    fn names_record_types_whose_jurisdiction_cannot_be_known() {
+        let dir = std::env::temp_dir().join(format!("discreet-route-j-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("shop.proto"),
+            r#"syntax = "proto3"; package shop.v1;
+import "discreet/privacy/v1/annotations.proto";
+service Shop { rpc Get(GetRequest) returns (Customer); }
+message GetRequest { string id = 1 [(discreet.privacy.v1.field) = {category: "user.unique_id", role: ROLE_SUBJECT_ID}]; }
+message Customer {
+  string id = 1 [(discreet.privacy.v1.field) = {category: "user.unique_id", role: ROLE_SUBJECT_ID}];
+  string email = 2 [(discreet.privacy.v1.field) = {category: "user.contact.email"}];
+}"#,
+        )
+        .unwrap();
+        let schema = Schema::from_protos(&[dir.join("shop.proto")], &[dir]).unwrap();
+        let methods = [("/shop.v1.Shop/Get".to_owned(), MethodKind::Read)].into();
+        let shop = MethodTable::build(&schema, &methods).unwrap();
+        let policy = |extra: &str| {
+            let text = format!(
+                "version: t\npurposes:\n  personalize:\n    legal_basis: contract\n    callers: [\"*\"]\n    minimum_age: {{}}\n    rules:\n      - {{ category: user.contact.email, action: keep }}\n{extra}"
+            );
+            discreet_policy::Policy::parse(std::path::Path::new("p.yaml"), &text, &schema).unwrap()
+        };
+        assert!(
+            shop.jurisdiction_unknowable(&schema, &policy(""))
+                .is_empty()
+        );
+        let eu = "    jurisdictions:\n      EU:\n        rules:\n          - { category: user.contact.email, action: drop }\n";
+        assert_eq!(
+            shop.jurisdiction_unknowable(&schema, &policy(eu)),
+            vec![(
+                "shop.v1.Customer".to_owned(),
+                vec!["personalize".to_owned()]
+            )]
+        );
+        // The reference schema labels its jurisdiction: nothing to say.
+        let reference = reference();
+        let shipped = discreet_policy::Policy::parse(
+            std::path::Path::new("policy.yaml"),
+            include_str!("../../../config/policy.yaml"),
+            &reference,
+        )
+        .unwrap();
+        let all = [
+            "/profile.v1.ProfileService/GetProfile",
+            "/profile.v1.ProfileService/BatchGetProfiles",
+        ];
+        let t = table(MethodKind::Read, &all).unwrap();
+        assert!(t.jurisdiction_unknowable(&reference, &shipped).is_empty());
     }
 
     #[test]
