@@ -154,6 +154,17 @@ async fn every_call_leaves_exactly_one_access_span() {
         one(&s, attr::POLICY_VERSION),
         meta(&partial, "x-discreet-policy-version")
     );
+    // The file's digest, as the version metric shows it.
+    let digest = one(&s, attr::POLICY_DIGEST);
+    assert!(
+        digest.len() == 12 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{digest}"
+    );
+    let exposition = http_get(h.metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        exposition.contains(&format!("digest=\"{digest}\"")),
+        "{exposition}"
+    );
     assert_eq!(one(&s, attr::SUBJECT), key.pseudonym("persona-eu"));
     assert_eq!(one(&s, attr::AUDIT_KEY_ID), key.key_id());
     assert_eq!(one(&s, attr::RPC_METHOD), "GetProfile");

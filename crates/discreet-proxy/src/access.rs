@@ -141,8 +141,9 @@ impl AccessLog {
         self.known_caller = true;
     }
 
-    pub(crate) fn policy_version(&mut self, version: &Arc<str>) {
+    pub(crate) fn policy_version(&mut self, version: &Arc<str>, digest: &Arc<str>) {
         self.record.policy_version = Some(Arc::clone(version));
+        self.record.policy_digest = Some(Arc::clone(digest));
     }
 
     pub(crate) fn grants(&mut self, grants: &Grants) {

@@ -260,7 +260,7 @@ impl Gateway {
             shadow: shadow.clone(),
         });
         let active = policy.current();
-        metrics.set_policy_version(&active.version, &active.digest_hex());
+        metrics.set_policy_version(&active.version, &active.digest_hex);
         let services: Vec<String> = config
             .methods
             .keys()
@@ -286,7 +286,7 @@ impl Gateway {
             let m = Arc::clone(&metrics);
             Arc::clone(&policy).watch(POLICY_POLL, "policy", move |active, applied| {
                 count_reload(&m, applied);
-                m.set_policy_version(&active.version, &active.digest_hex());
+                m.set_policy_version(&active.version, &active.digest_hex);
             })
         });
         // Always watched: a renewed certificate must reach new connections without a
@@ -301,9 +301,9 @@ impl Gateway {
         let shadow_watch = shadow.map(|shadow| {
             let m = Arc::clone(&metrics);
             let candidate = shadow.state.current();
-            m.set_shadow_policy_version(&candidate.version, &candidate.digest_hex());
+            m.set_shadow_policy_version(&candidate.version, &candidate.digest_hex);
             Arc::clone(&shadow.state).watch(POLICY_POLL, "shadow policy", move |active, _| {
-                m.set_shadow_policy_version(&active.version, &active.digest_hex());
+                m.set_shadow_policy_version(&active.version, &active.digest_hex);
             })
         });
         let readiness =

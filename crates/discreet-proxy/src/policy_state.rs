@@ -24,13 +24,13 @@ pub(crate) struct ActivePolicy {
     /// `policy.version`, shared: every call's access span and metrics carry it.
     pub(crate) version: Arc<str>,
     digest: [u8; 32],
+    /// The file's SHA-256, first 12 hex digits, shared like `version`: every access span
+    /// and the version metric carry it, telling apart two files under one version.
+    pub(crate) digest_hex: Arc<str>,
 }
 
-impl ActivePolicy {
-    /// The file's SHA-256, first 12 hex digits: tells apart two files under one version.
-    pub(crate) fn digest_hex(&self) -> Arc<str> {
-        Arc::from(hex::encode(&self.digest[..6]))
-    }
+fn digest_hex(digest: &[u8; 32]) -> Arc<str> {
+    Arc::from(hex::encode(&digest[..6]))
 }
 
 /// What a reload attempt did.
@@ -65,6 +65,7 @@ impl PolicyState {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read policy: {e}", path.display()))?;
         let policy = parse(path, &text, &schema)?;
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         Ok(PolicyState {
             path: path.to_owned(),
             schema,
@@ -72,7 +73,8 @@ impl PolicyState {
                 version: Arc::from(policy.version.as_str()),
                 policy,
                 generation: 1,
-                digest: Sha256::digest(text.as_bytes()).into(),
+                digest_hex: digest_hex(&digest),
+                digest,
             })),
             generations: AtomicU64::new(1),
             last_rejected: RwLock::new(None),
@@ -129,6 +131,7 @@ impl PolicyState {
                     version: Arc::from(policy.version.as_str()),
                     policy,
                     generation,
+                    digest_hex: digest_hex(&digest),
                     digest,
                 });
                 match self.current.write() {

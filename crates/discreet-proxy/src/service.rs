@@ -222,7 +222,7 @@ impl Core {
             let purpose = metadata::purpose(&parts.headers).map_err(CallError::Purpose)?;
             let active = self.policy.current();
             access.purpose(purpose, active.policy.purposes.contains_key(purpose));
-            access.policy_version(&active.version);
+            access.policy_version(&active.version, &active.digest_hex);
             if let Some(shadow) = &self.shadow {
                 let candidate = shadow.state.current();
                 let denied = candidate.policy.check_caller(&caller, purpose).is_err();

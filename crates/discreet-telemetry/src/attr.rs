@@ -39,6 +39,9 @@ pub const DENIAL_REASON: &str = "discreet.denial.reason";
 pub const DENIAL_MESSAGE: &str = "discreet.denial.message";
 /// The active policy's `version`.
 pub const POLICY_VERSION: &str = "discreet.policy.version";
+/// The active policy file's SHA-256, first 12 hex digits: tells apart two files under one
+/// `version`.
+pub const POLICY_DIGEST: &str = "discreet.policy.digest";
 /// The full gRPC method, `/package.Service/Method`.
 pub const METHOD: &str = "discreet.method";
 /// `read` or `write`.

@@ -30,6 +30,8 @@ pub struct AccessRecord {
     /// The gRPC status code the caller received.
     pub grpc_status: i32,
     pub policy_version: Option<Arc<str>>,
+    /// The policy file's digest ([`attr::POLICY_DIGEST`](crate::attr::POLICY_DIGEST)).
+    pub policy_digest: Option<Arc<str>>,
     /// The audit pseudonym of the one subject the call names, if it names one.
     pub subject: Option<String>,
     /// Ids of the consent tokens that verified.
@@ -199,6 +201,7 @@ impl AccessRecord {
             denial: None,
             grpc_status: 2,
             policy_version: None,
+            policy_digest: None,
             subject: None,
             token_ids: Vec::new(),
             events: Vec::new(),

@@ -190,6 +190,9 @@ fn call_attributes(w: &mut Writer, record: &AccessRecord) {
     if let Some(version) = &record.policy_version {
         w.attr_str(a, attr::POLICY_VERSION, version);
     }
+    if let Some(digest) = &record.policy_digest {
+        w.attr_str(a, attr::POLICY_DIGEST, digest);
+    }
     if let Some((reason, message)) = &record.denial {
         w.attr_str(a, attr::DENIAL_REASON, reason);
         w.attr_str(a, attr::DENIAL_MESSAGE, message);
