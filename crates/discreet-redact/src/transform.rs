@@ -142,14 +142,25 @@ impl Transform {
     #[must_use]
     pub fn apply_str(&self, s: &str, now_unix: i64) -> Option<String> {
         Some(match self {
+            // The last N letters or digits, with the separators between them: a phone
+            // number written `+33 1 99 00 24 70` shows `***24 70`, four digits, as
+            // `show_last: 4` means (counting spaces it showed three).
             Transform::MaskShowLast(n) => {
-                let count = s.chars().count();
                 let n = *n as usize;
-                if count <= n {
+                let significant = s.chars().filter(|c| c.is_alphanumeric()).count();
+                if significant <= n {
                     "***".to_owned()
                 } else {
-                    let tail: String = s.chars().skip(count - n).collect();
-                    format!("***{tail}")
+                    let mut seen = 0;
+                    let start = s
+                        .char_indices()
+                        .rev()
+                        .find(|(_, c)| {
+                            seen += usize::from(c.is_alphanumeric());
+                            seen == n && c.is_alphanumeric()
+                        })
+                        .map_or(s.len(), |(i, _)| i);
+                    format!("***{}", &s[start..])
                 }
             }
             Transform::MaskEmail => match s.rsplit_once('@') {
@@ -386,6 +397,21 @@ mod tests {
         );
         assert_eq!(
             Transform::MaskShowLast(4).apply_str("123", NOW).unwrap(),
+            "***"
+        );
+        // Separators are shown but not counted: four digits, not three.
+        assert_eq!(
+            Transform::MaskShowLast(4)
+                .apply_str("+33 1 99 00 24 70", NOW)
+                .unwrap(),
+            "***24 70"
+        );
+        assert_eq!(
+            Transform::MaskShowLast(4).apply_str("12-34", NOW).unwrap(),
+            "***"
+        );
+        assert_eq!(
+            Transform::MaskShowLast(0).apply_str("12-34", NOW).unwrap(),
             "***"
         );
         assert_eq!(
