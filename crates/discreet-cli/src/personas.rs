@@ -57,8 +57,62 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp { seconds, nanos: 0 }
 }
 
+/// Where a persona of `jurisdiction` lives: its phone, address, language, location and
+/// currency agree with it (the policy decides by the jurisdiction field alone; the rest
+/// only has to be believable when a case's output is read).
+struct Home {
+    phone: &'static str,
+    street: &'static str,
+    city: &'static str,
+    region: &'static str,
+    postal_code: &'static str,
+    country: &'static str,
+    language: &'static str,
+    at: (f64, f64),
+    currency: &'static str,
+}
+
+fn home(jurisdiction: &str) -> Home {
+    match jurisdiction {
+        "US-CA" => Home {
+            phone: "+1 415 555 0142",
+            street: "1 Market St",
+            city: "San Francisco",
+            region: "CA",
+            postal_code: "94105",
+            country: "US",
+            language: "en",
+            at: (37.794_1, -122.395_1),
+            currency: "USD",
+        },
+        "US" => Home {
+            phone: "+1 212 555 0187",
+            street: "350 5th Ave",
+            city: "New York",
+            region: "NY",
+            postal_code: "10118",
+            country: "US",
+            language: "en",
+            at: (40.748_4, -73.985_7),
+            currency: "USD",
+        },
+        _ => Home {
+            phone: "+49 30 1234567",
+            street: "Unter den Linden 1",
+            city: "Berlin",
+            region: "BE",
+            postal_code: "10117",
+            country: "DE",
+            language: "de",
+            at: (52.520_008, 13.404_954),
+            currency: "EUR",
+        },
+    }
+}
+
 /// A profile with one value in most fields, so every rule of the policy meets a value.
 fn adult(birth_date: &str, jurisdiction: &str) -> Profile {
+    let home = home(jurisdiction);
     Profile {
         subject_id: "u-000042".into(),
         username: "ada".into(),
@@ -69,32 +123,32 @@ fn adult(birth_date: &str, jurisdiction: &str) -> Profile {
         }),
         contact: Some(Contact {
             email: "ada@example.org".into(),
-            phone: "+49 30 1234567".into(),
+            phone: home.phone.into(),
             address: Some(PostalAddress {
-                street: "Unter den Linden 1".into(),
-                city: "Berlin".into(),
-                region: "BE".into(),
-                postal_code: "10117".into(),
-                country: "DE".into(),
+                street: home.street.into(),
+                city: home.city.into(),
+                region: home.region.into(),
+                postal_code: home.postal_code.into(),
+                country: home.country.into(),
             }),
             updated_at: None,
         }),
         demographics: Some(Demographics {
             birth_date: birth_date.into(),
             gender: 1,
-            language: "de".into(),
+            language: home.language.into(),
             ..Demographics::default()
         }),
         jurisdiction: jurisdiction.into(),
         last_location: Some(GeoPoint {
-            latitude: 52.520_008,
-            longitude: 13.404_954,
+            latitude: home.at.0,
+            longitude: home.at.1,
         }),
         ip_address: "203.0.113.7".into(),
         orders: vec![Order {
             order_id: "o-1".into(),
             total_cents: 4_999,
-            currency: "EUR".into(),
+            currency: home.currency.into(),
             ..Order::default()
         }],
         marketing_opt_in: [("email".to_owned(), true)].into(),

@@ -247,6 +247,18 @@ fn at(secs: i64) -> Option<Timestamp> {
 }
 
 /// The `i`-th synthetic profile: an adult with a full record, fresh data.
+/// The country calling code and an area code of a place in [`PLACES`].
+fn dialling_prefix(jurisdiction: &str) -> &'static str {
+    match jurisdiction {
+        "FR" => "+33 1",
+        "US-CA" => "+1 415",
+        "US" => "+1 512",
+        "NL" => "+31 20",
+        "GB" => "+44 20",
+        _ => "+49 30",
+    }
+}
+
 fn synthetic(i: u64) -> Profile {
     let mut d = Draw(i);
     let (j, city, region, postal, lat, lon) = PLACES[(d.below(PLACES.len() as u64)) as usize];
@@ -280,7 +292,7 @@ fn synthetic(i: u64) -> Profile {
                 last.to_lowercase(),
                 i
             ),
-            phone: format!("+49 30 {:07}", d.below(10_000_000)),
+            phone: format!("{} {:07}", dialling_prefix(j), d.below(10_000_000)),
             address: Some(PostalAddress {
                 street: format!("{} Example Street", 1 + d.below(200)),
                 city: city.into(),
@@ -293,10 +305,11 @@ fn synthetic(i: u64) -> Profile {
         demographics: Some(Demographics {
             birth_date: format!("{year:04}-{:02}-{:02}", 1 + d.below(12), 1 + d.below(28)),
             gender: Gender::Undisclosed as i32,
-            language: if j.starts_with("US") || j == "GB" {
-                "en"
-            } else {
-                "de"
+            language: match j {
+                "FR" => "fr",
+                "NL" => "nl",
+                "DE" => "de",
+                _ => "en",
             }
             .into(),
             marital_status: MaritalStatus::Single as i32,
@@ -418,8 +431,8 @@ fn personas() -> Vec<Profile> {
 }
 
 /// Makes `p` a resident of France throughout: `base` draws a random place (persona-eu's
-/// is Amsterdam) and every synthetic record has a Berlin phone and, outside the US and
-/// GB, German, which the demo would show beside "adult resident of France".
+/// is Amsterdam, with a Dutch phone and language), which the demo would show beside
+/// "adult resident of France".
 fn live_in_france(p: &mut Profile) {
     p.jurisdiction = "FR".into();
     if let Some(c) = p.contact.as_mut() {
