@@ -319,27 +319,34 @@ impl ConsentConfig {
     }
 }
 
-/// Where a document comes from, as either source configuration states it.
-struct Location<'a> {
-    file: &'a Option<PathBuf>,
-    url: &'a Option<String>,
-    allow_cleartext: bool,
-    ca_file: &'a Option<PathBuf>,
-    bearer_token_file: &'a Option<PathBuf>,
+/// Where a document comes from, as either source configuration states it: what the
+/// location checks and the service's source builder read, once for both kinds.
+pub(crate) struct Location<'a> {
+    pub(crate) file: &'a Option<PathBuf>,
+    pub(crate) url: &'a Option<String>,
+    pub(crate) allow_cleartext: bool,
+    pub(crate) ca_file: &'a Option<PathBuf>,
+    pub(crate) bearer_token_file: &'a Option<PathBuf>,
+    /// Per request, for a URL.
+    pub(crate) timeout: Duration,
 }
 
 impl KeySourceConfig {
     /// Why this source cannot be used, if it cannot (see [`source_url_problem`]).
     #[must_use]
     pub fn location_problem(&self) -> Option<String> {
+        self.location().problem()
+    }
+
+    pub(crate) fn location(&self) -> Location<'_> {
         Location {
             file: &self.file,
             url: &self.url,
             allow_cleartext: self.allow_cleartext,
             ca_file: &self.ca_file,
             bearer_token_file: &self.bearer_token_file,
+            timeout: self.timeout,
         }
-        .problem()
     }
 }
 
@@ -347,14 +354,18 @@ impl RevocationSourceConfig {
     /// Why this source cannot be used, if it cannot (see [`source_url_problem`]).
     #[must_use]
     pub fn location_problem(&self) -> Option<String> {
+        self.location().problem()
+    }
+
+    pub(crate) fn location(&self) -> Location<'_> {
         Location {
             file: &self.file,
             url: &self.url,
             allow_cleartext: self.allow_cleartext,
             ca_file: &self.ca_file,
             bearer_token_file: &self.bearer_token_file,
+            timeout: self.timeout,
         }
-        .problem()
     }
 }
 

@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::{CachedConsent, VerifiedCache, token_digest};
 use crate::claims::VerifiedConsent;
-use crate::config::{ConfigError, ConsentConfig, KeySourceConfig, RevocationSourceConfig};
+use crate::config::{
+    ConfigError, ConsentConfig, KeySourceConfig, Location, RevocationSourceConfig,
+};
 use crate::error::ConsentError;
 use crate::keyset::KeySet;
 use crate::live::{LiveDocument, TaskGuard};
@@ -185,19 +187,10 @@ pub(crate) async fn first_load<T: Send + Sync + 'static>(
     }
 }
 
-/// Where one document comes from, as a key or revocation source configures it.
-struct SourceFields<'a> {
-    file: &'a Option<std::path::PathBuf>,
-    url: &'a Option<String>,
-    timeout: std::time::Duration,
-    ca_file: &'a Option<std::path::PathBuf>,
-    bearer_token_file: &'a Option<std::path::PathBuf>,
-}
-
 /// The source of document `what` (`keys`, `revocation`: the field errors are named by);
 /// for a URL, its CA bundle is read now (and again whenever it changes). Errors never
 /// hold a file's content.
-fn source(what: &str, fields: &SourceFields<'_>) -> Result<DocumentSource, ConfigError> {
+fn source(what: &str, fields: &Location<'_>) -> Result<DocumentSource, ConfigError> {
     let refuse = |message: String| ConfigError(format!("{what}: {message}"));
     match (fields.file, fields.url) {
         (Some(path), None) => Ok(DocumentSource::File(FileSource::new(path))),
@@ -225,16 +218,9 @@ pub(crate) fn key_document(
     fn parse(bytes: &[u8]) -> Option<KeySet> {
         KeySet::from_jwks(bytes, &crate::SigningAlgorithm::ALL).ok()
     }
-    let fields = SourceFields {
-        file: &cfg.file,
-        url: &cfg.url,
-        timeout: cfg.timeout,
-        ca_file: &cfg.ca_file,
-        bearer_token_file: &cfg.bearer_token_file,
-    };
     Ok(LiveDocument::new(
         name,
-        source("keys", &fields)?,
+        source("keys", &cfg.location())?,
         parse,
         cfg.max_staleness,
     ))
@@ -251,16 +237,9 @@ fn revocation_document(
     } else {
         cfg.refresh_interval
     };
-    let fields = SourceFields {
-        file: &cfg.file,
-        url: &cfg.url,
-        timeout: cfg.timeout,
-        ca_file: &cfg.ca_file,
-        bearer_token_file: &cfg.bearer_token_file,
-    };
     let doc = LiveDocument::new(
         "revocation",
-        source("revocation", &fields)?,
+        source("revocation", &cfg.location())?,
         parse,
         cfg.max_staleness,
     );
